@@ -1,0 +1,213 @@
+"""The network's configuration: one frozen dataclass and its named presets.
+
+Presets:
+    official: the architecture of the public Semi-Hand-Object code (`stevenlsw/Semi-Hand-Object`,
+        `models.HONet` as trained by its `traineval.py`), so its checkpoints import with identical
+        outputs. The default full-size configuration.
+    paper: the text of §4 and Appendix A / Table 6 where it differs from the public code (see
+        `PAPER_VS_OFFICIAL`).
+    lite: ResNet-18-FPN at 256² with narrower heads and the same outputs, for CPU real time.
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hoposer.errors import HoposerError
+
+Backbone = Literal["resnet18", "resnet34", "resnet50"]
+Activation = Literal["relu", "leaky_relu"]
+ContextQuery = Literal["object", "hand", "both", "none"]
+PoseHead = Literal["rot6d", "axis_angle"]
+ObjectHead = Literal["official", "paper"]
+InputNormalization = Literal["none", "imagenet"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Every architectural choice of the joint hand-object network.
+
+    Attributes:
+        name: preset name this config came from (informational).
+        backbone: ResNet depth of the FPN encoder.
+        activation: activation of the backbone and hand decoder (the public code uses LeakyReLU
+            with slope 0.01 throughout; its object decoder uses slope 0.1 in either case).
+        input_size: side of the square network input in pixels (a multiple of 32).
+        input_normalization: "none" feeds RGB in [0, 1] as the public code does; "imagenet"
+            subtracts ImageNet's mean and divides by its std inside the network.
+        fpn_channels: channels of the P2 feature map and of every RoI feature.
+        roi_size: side of the RoIAlign output, of the heatmaps and of the object grid.
+        hourglass_stacks: stacked hourglasses in the 2D joint network.
+        hourglass_blocks: residual units per hourglass position.
+        hourglass_depth: down-sampling levels of each hourglass.
+        encoder_blocks: residual stages (each followed by 2× max-pooling) of the mesh regressor.
+        encoder_modules: residual units per encoder stage.
+        encoder_channels: channels of the mesh regressor's last feature map.
+        mano_hidden: hidden widths of the fully-connected MANO regressor.
+        pose_head: "rot6d" regresses 16 6D rotations (public code); "axis_angle" regresses θ.
+        context_query: which features query the contextual-reasoning module (§6.5.1 ablation).
+        context_depth: transformer blocks in the CR module.
+        context_heads: attention heads in each block.
+        context_mlp_ratio: hidden width of the CR feed-forward module relative to its input.
+        object_head: "official" (6 shared convs, one output conv) or "paper" (4 shared convs,
+            2 convs per stream).
+        roi_sampling_ratio: RoIAlign samples per bin; -1 adapts to the box size (public code),
+            a positive value fixes it (static shapes for TensorRT).
+    """
+
+    name: str = "official"
+    backbone: Backbone = "resnet50"
+    activation: Activation = "leaky_relu"
+    input_size: int = 512
+    input_normalization: InputNormalization = "none"
+    fpn_channels: int = 256
+    roi_size: int = 32
+    hourglass_stacks: int = 1
+    hourglass_blocks: int = 1
+    hourglass_depth: int = 4
+    encoder_blocks: int = 4
+    encoder_modules: int = 2
+    encoder_channels: int = 256
+    mano_hidden: tuple[int, ...] = (1024, 512)
+    pose_head: PoseHead = "rot6d"
+    context_query: ContextQuery = "object"
+    context_depth: int = 1
+    context_heads: int = 1
+    context_mlp_ratio: float = 4.0
+    object_head: ObjectHead = "official"
+    roi_sampling_ratio: int = -1
+
+    num_joints: int = 21
+    num_control_points: int = 21
+
+    def __post_init__(self) -> None:
+        """Reject configurations the network cannot be built from."""
+        problems = []
+        if self.input_size % 32:
+            problems.append(f"input_size={self.input_size} is not a multiple of 32")
+        if self.roi_size % (2**self.encoder_blocks):
+            problems.append(
+                f"roi_size={self.roi_size} is not divisible by 2**encoder_blocks="
+                f"{2**self.encoder_blocks}"
+            )
+        if self.roi_size % (2**self.hourglass_depth):
+            problems.append(
+                f"roi_size={self.roi_size} is not divisible by 2**hourglass_depth="
+                f"{2**self.hourglass_depth}"
+            )
+        if self.fpn_channels % self.context_heads:
+            problems.append(
+                f"fpn_channels={self.fpn_channels} is not divisible by "
+                f"context_heads={self.context_heads}"
+            )
+        if self.fpn_channels % 2:
+            problems.append(f"fpn_channels={self.fpn_channels} must be even")
+        for field, allowed in _CHOICES.items():
+            if getattr(self, field) not in allowed:
+                problems.append(f"{field}={getattr(self, field)!r} is not one of {allowed}")
+        if problems:
+            raise HoposerError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def mano_feature_size(self) -> int:
+        """Length of the flattened mesh-regressor features fed to the MANO regressor."""
+        side = self.roi_size // (2**self.encoder_blocks)
+        return self.encoder_channels * side * side
+
+    def to_json(self) -> str:
+        """Serialise to a JSON object string (stable key order)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Build from a dict as written by `to_json`; unknown keys are an error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise HoposerError(
+                f"model config has unknown fields {unknown}: the checkpoint was written by a "
+                "newer hoposer; upgrade hoposer to load it"
+            )
+        values = dict(data)
+        if "mano_hidden" in values:
+            values["mano_hidden"] = tuple(values["mano_hidden"])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        """Inverse of `to_json`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise HoposerError(f"model config is not valid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise HoposerError("model config JSON must be an object")
+        return cls.from_dict(data)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "backbone": ("resnet18", "resnet34", "resnet50"),
+    "activation": ("relu", "leaky_relu"),
+    "input_normalization": ("none", "imagenet"),
+    "pose_head": ("rot6d", "axis_angle"),
+    "context_query": ("object", "hand", "both", "none"),
+    "object_head": ("official", "paper"),
+}
+
+PRESETS: dict[str, ModelConfig] = {
+    "official": ModelConfig(),
+    "paper": ModelConfig(
+        name="paper",
+        activation="relu",
+        input_normalization="imagenet",
+        encoder_channels=512,
+        pose_head="axis_angle",
+        object_head="paper",
+    ),
+    "lite": ModelConfig(
+        name="lite",
+        backbone="resnet18",
+        activation="relu",
+        input_size=256,
+        input_normalization="imagenet",
+        fpn_channels=128,
+        roi_size=32,
+        hourglass_depth=3,
+        encoder_channels=128,
+        mano_hidden=(512, 256),
+        roi_sampling_ratio=2,
+    ),
+}
+
+#: Where the public code differs from the paper's text (the `official` preset follows the code).
+PAPER_VS_OFFICIAL: dict[str, str] = {
+    "mesh regressor features": "paper: 2×2×512 = 2048-D; code: 2×2×256 = 1024-D",
+    "MANO regressor": "paper: 3 FC layers to θ (48, axis-angle) and β; code: 2 hidden FC layers "
+    "(1024, 512), then 16 6D rotations (96) converted to axis-angle, and β",
+    "object decoder": "paper: 4 shared convs + 2 convs per stream; code: 6 shared convs "
+    "(3 × [1×1 to C/2, 3×3 to C]) and one 1×1 conv emitting 21 confidences + 42 offsets; "
+    "offsets are predicted in units of 1/10 of the object box",
+    "activations": "code: LeakyReLU (slope 0.01) in backbone and hand decoder, 0.1 in the "
+    "object decoder; the paper does not say",
+    "input": "code: RGB in [0, 1] with no mean/std normalisation",
+    "2D joint loss": "paper: L2 on heatmaps; code: MSE on soft-argmax joints (normalised to the "
+    "hand box)",
+    "CR heads": "code: 1 head, 1 block (the paper does not say)",
+}
+
+
+def get_config(name_or_path: str) -> ModelConfig:
+    """A preset by name, or a config read from a JSON file."""
+    if name_or_path in PRESETS:
+        return PRESETS[name_or_path]
+    if name_or_path.endswith(".json"):
+        from pathlib import Path
+
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise HoposerError(f"model config file {path} does not exist")
+        return ModelConfig.from_json(path.read_text())
+    raise HoposerError(
+        f"unknown model config {name_or_path!r}: use one of {sorted(PRESETS)} or a .json file"
+    )
