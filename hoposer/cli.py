@@ -1,6 +1,9 @@
 """The `hoposer` command line: thin, parses and delegates."""
 
+import json
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,28 +16,59 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+weights_app = typer.Typer(help="Model weights: import and inspect.", no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
+
+
+@weights_app.command("import-official")
+def weights_import_official(
+    checkpoint: Annotated[
+        Path, typer.Argument(help="HONet checkpoint (.pth/.pth.tar) of stevenlsw/Semi-Hand-Object")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="hoposer checkpoint to write")],
+    context_heads: Annotated[
+        int, typer.Option(help="CR attention heads it was trained with (traineval.py: 1)")
+    ] = 1,
+) -> None:
+    """Convert a public Semi-Hand-Object checkpoint into a hoposer checkpoint, outputs unchanged.
+
+    The MANO layer's buffers in the file (licensed MANO data) are dropped, never copied.
+
+    Example: hoposer weights import-official checkpoint_60.pth.tar --out official.safetensors
+    """
+    from hoposer.model.checkpoint import save_checkpoint
+    from hoposer.model.official import import_official
+
+    model = import_official(checkpoint, context_heads=context_heads)
+    save_checkpoint(model, out, metadata={"source": f"import-official {checkpoint.name}"})
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"wrote {out} ({params:.1f}M parameters, config '{model.config.name}')")
+
+
+@weights_app.command("info")
+def weights_info(
+    checkpoint: Annotated[Path, typer.Argument(help="a hoposer .safetensors checkpoint")],
+) -> None:
+    """Print a checkpoint's config and provenance without loading its weights.
+
+    Example: hoposer weights info official.safetensors
+    """
+    from hoposer.model.checkpoint import read_checkpoint_info
+
+    info = read_checkpoint_info(checkpoint)
+    meta = {k: v for k, v in info.metadata.items() if k not in ("config", "tensors_sha256")}
+    print(json.dumps({"config": json.loads(info.config.to_json()), **meta}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes become one line on stderr and exit code 2, never a traceback."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="hoposer")
+    except SystemExit as done:  # click exits on its own for --help and usage errors
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
     except HoposerError as err:
         print(f"hoposer: error: {err}", file=sys.stderr)
         return 2
-    except typer.Abort:
-        print("hoposer: aborted", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("hoposer: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # click usage errors carry their own exit code and message
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return err.exit_code
-        raise
     return 0
 
 

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+from scipy.linalg import orthogonal_procrustes
+from scipy.spatial import cKDTree
+from scipy.spatial.transform import Rotation
+
+from hoposer.train.metrics import (
+    HandEvaluator,
+    KeypointErrors,
+    ObjectEvaluator,
+    add_error,
+    f_score,
+    ho3d_procrustes,
+    ho3d_scale_translation,
+    rep_error,
+)
+
+rng = np.random.default_rng(7)
+
+
+def test_procrustes_undoes_a_similarity_transform():
+    gt = rng.normal(size=(21, 3))
+    R = Rotation.random(random_state=1).as_matrix()
+    pred = 0.37 * gt @ R.T + np.array([0.1, -2.0, 0.5])
+    assert np.allclose(ho3d_procrustes(gt, pred), gt, atol=1e-8)
+
+
+def test_procrustes_matches_scipy_reference_on_noisy_data():
+    gt = rng.normal(size=(778, 3))
+    pred = gt + 0.3 * rng.normal(size=gt.shape)
+    # The reference: HO-3D's align_w_scale written with scipy's orthogonal_procrustes.
+    a, b = gt - gt.mean(0), pred - pred.mean(0)
+    s1 = np.linalg.norm(a) + 1e-8
+    a, b = a / s1, b / (np.linalg.norm(b) + 1e-8)
+    R, s = orthogonal_procrustes(a, b)
+    expected = b @ R.T * s * s1 + gt.mean(0)
+    assert np.allclose(ho3d_procrustes(gt, pred), expected, atol=1e-10)
+
+
+def test_procrustes_allows_reflections_like_the_official_eval():
+    gt = rng.normal(size=(21, 3))
+    mirrored = gt * np.array([-1.0, 1.0, 1.0])
+    assert np.allclose(ho3d_procrustes(gt, mirrored), gt, atol=1e-8)
+
+
+def test_scale_translation_alignment_uses_wrist_to_middle_mcp():
+    gt = rng.normal(size=(21, 3))
+    pred = 2.5 * gt + 4.0
+    assert np.allclose(ho3d_scale_translation(gt, pred), gt, atol=1e-12)
+
+
+def test_keypoint_errors_hand_computed():
+    acc = KeypointErrors(2)
+    acc.feed(np.zeros((2, 3)), np.array([[0.01, 0, 0], [0.0, 0.03, 0]]))
+    acc.feed(np.zeros((2, 3)), np.array([[0.02, 0, 0], [0.0, 0.0, 0.06]]))
+    m = acc.measures(0.0, 0.05, 100)
+    assert m["mean"] == pytest.approx(np.mean([0.015, 0.045]))
+    # PCK of keypoint 0: 0 below 10 mm, 0.5 on [10, 20), 1 from 20 mm; keypoint 1: 0.5 from 30.
+    t = m["thresholds"]
+    curve0 = np.where(t >= 0.02, 1.0, np.where(t >= 0.01, 0.5, 0.0))
+    curve1 = np.where(t >= 0.03, 0.5, 0.0)
+    assert np.allclose(m["curve"], (curve0 + curve1) / 2)
+    # AUC is the normalised trapezoid area; with fine steps it tends to the step-function area.
+    fine = KeypointErrors(1)
+    fine.feed(np.zeros((1, 3)), np.array([[0.025, 0, 0]]))
+    assert fine.measures(0.0, 0.05, 100001)["auc"] == pytest.approx(0.5, abs=1e-4)
+
+
+def test_f_score_against_kdtree_reference():
+    gt = rng.normal(size=(300, 3)) * 0.05
+    pred = gt[:250] + rng.normal(size=(250, 3)) * 0.004
+    for t in (0.005, 0.015):
+        d_pred = cKDTree(gt).query(pred)[0]
+        d_gt = cKDTree(pred).query(gt)[0]
+        r, p = (d_pred < t).mean(), (d_gt < t).mean()
+        assert f_score(gt, pred, t) == pytest.approx(2 * r * p / (r + p))
+    assert f_score(gt, gt, 0.001) == 1.0
+    assert f_score(gt, gt + 1.0, 0.005) == 0.0
+
+
+def test_hand_evaluator_perfect_and_shifted_predictions():
+    joints = rng.normal(size=(21, 3)) * 0.04
+    verts = rng.normal(size=(50, 3)) * 0.04
+    ev = HandEvaluator(num_vertices=50)
+    ev.feed(joints, joints + 0.01, verts, verts + 0.01)
+    s = ev.summary()
+    assert s["joint_error_mm"] == pytest.approx(10 * np.sqrt(3))
+    # the official 1e-8 epsilons in the norms leave ~1e-5 mm
+    assert s["joint_pa_error_mm"] < 1e-4 and s["mesh_pa_error_mm"] < 1e-4
+    assert s["f5"] == 1.0 and s["f15"] == 1.0
+    assert s["mesh_pa_auc"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_object_measures():
+    points = rng.normal(size=(100, 3)) * 0.05
+    R = Rotation.random(random_state=3).as_matrix()
+    t = np.array([0.0, 0.0, 0.6])
+    K = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    assert add_error(points, R, t + [0.003, 0, 0], R, t) == pytest.approx(0.003)
+    assert rep_error(points, R, t, R, t, K) == 0.0
+    ev = ObjectEvaluator()
+    diameter = 0.1
+    ev.feed("box", points, diameter, R, t + [0.005, 0, 0], R, t, K)  # ADD 5 mm < 10 mm
+    ev.feed("box", points, diameter, R, t + [0.02, 0, 0], R, t, K)  # 20 mm: miss
+    ev.feed("box", points, diameter, np.full((3, 3), np.nan), np.full(3, np.nan), R, t, K)
+    s = ev.summary()
+    assert s["objects"]["box"]["add_0.1d"] == pytest.approx(100 / 3)
+    assert s["average"]["add_0.1d"] == pytest.approx(100 / 3)
