@@ -77,15 +77,17 @@ class HandObjectNet(nn.Module):
         self.register_buffer("pixel_std", std.reshape(1, 3, 1, 1), persistent=False)
 
     def forward(
-        self, images: torch.Tensor, hand_boxes: torch.Tensor, object_boxes: torch.Tensor
-    ) -> RawOutputs:
-        """Predict for a batch (see the class docstring for the inputs)."""
-        return self.forward_train(images, hand_boxes, object_boxes).raw
+        self,
+        images: torch.Tensor,
+        hand_boxes: torch.Tensor,
+        object_boxes: torch.Tensor,
+        intermediates: bool = False,
+    ) -> RawOutputs | TrainingOutputs:
+        """Predict for a batch (see the class docstring for the inputs).
 
-    def forward_train(
-        self, images: torch.Tensor, hand_boxes: torch.Tensor, object_boxes: torch.Tensor
-    ) -> TrainingOutputs:
-        """Like `forward`, also returning heatmaps and rotation matrices for the losses."""
+        With `intermediates`, return `TrainingOutputs` (heatmaps and rotation matrices for the
+        losses) instead of `RawOutputs`.
+        """
         p2 = self.backbone((images - self.pixel_mean) / self.pixel_std)
         hand = self._roi(p2, hand_boxes)
         obj = self._roi(p2, object_boxes)
@@ -100,7 +102,7 @@ class HandObjectNet(nn.Module):
         heatmaps, joints_2d, mano = self.hand_decoder(hand)
         grid = self.object_decoder(obj)
         raw = RawOutputs(joints_2d, mano.theta, mano.beta, grid.points, grid.confidence)
-        return TrainingOutputs(raw, heatmaps, mano.rotations)
+        return TrainingOutputs(raw, heatmaps, mano.rotations) if intermediates else raw
 
     def _roi(self, features: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         index = torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None]

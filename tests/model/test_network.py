@@ -23,7 +23,7 @@ def inputs(batch: int = 2, size: int = 128):
 def test_forward_shapes_finite_and_gradients_reach_backbone(name):
     torch.manual_seed(0)
     model = build_model(small(name)).train()
-    out = model.forward_train(*inputs())
+    out = model(*inputs(), intermediates=True)
     raw = out.raw
     r = model.config.roi_size
     assert raw.joints_2d.shape == (2, 21, 2)
@@ -62,7 +62,7 @@ def test_rotations_are_rotations_and_theta_matches_them():
 
     model = build_model(small("lite")).eval()
     with torch.no_grad():
-        out = model.forward_train(*inputs(2))
+        out = model(*inputs(2), intermediates=True)
     rot = out.rotations.double()
     eye = torch.eye(3, dtype=torch.float64)
     assert torch.allclose(rot @ rot.transpose(-1, -2), eye.expand_as(rot), atol=1e-5)

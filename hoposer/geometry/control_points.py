@@ -1,0 +1,308 @@
+"""Object models and the 21 control points of their 3D bounding box (paper §4.3).
+
+The object decoder predicts, for every grid cell, the 2D projections of 21 control points: the 8
+corners, the 12 edge midpoints and the centre of the object's axis-aligned 3D bounding box in its
+own frame. Their order is exactly that of the public Semi-Hand-Object code
+(`dataset_util.get_bbox21_3d_from_dict`); with ``x0, y0, z0`` the minimum and ``x1, y1, z1`` the
+maximum of the box::
+
+    index  name  point                 index  name  point
+      0    blb   (x0, y0, z0)            11   bbe   (blb + brb) / 2
+      1    brb   (x1, y0, z0)            12   tle   (tlb + tlf) / 2
+      2    blf   (x0, y1, z0)            13   tre   (trb + trf) / 2
+      3    brf   (x1, y1, z0)            14   tfe   (tlf + trf) / 2
+      4    tlb   (x0, y0, z1)            15   tbe   (tlb + trb) / 2
+      5    trb   (x1, y0, z1)            16   lfe   (tlf + blf) / 2
+      6    tlf   (x0, y1, z1)            17   lbe   (tlb + blb) / 2
+      7    trf   (x1, y1, z1)            18   rfe   (trf + brf) / 2
+      8    ble   (blb + blf) / 2         19   rbe   (trb + brb) / 2
+      9    bre   (brb + brf) / 2         20   centre (tlb + brf) / 2
+     10    bfe   (blf + brf) / 2
+
+(b/t: bottom/top = z0/z1, l/r: left/right = x0/x1, b/f: back/front = y0/y1; corner ``i`` is at
+``x = bit 0, y = bit 1, z = bit 2`` of ``i``.)
+
+Object meshes come from a file (trimesh: .ply, .obj, .stl, .off, ...) or from a primitive spec
+for synthetic data and quick tests: ``box:WxHxD`` or ``cylinder:RxH``, metres.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hoposer.errors import HoposerError
+
+#: Names of the 21 control points, in order.
+CONTROL_POINT_NAMES: tuple[str, ...] = (
+    "blb", "brb", "blf", "brf", "tlb", "trb", "tlf", "trf",
+    "ble", "bre", "bfe", "bbe", "tle", "tre", "tfe", "tbe", "lfe", "lbe", "rfe", "rbe",
+    "centre",
+)  # fmt: skip
+NUM_CONTROL_POINTS = 21
+
+#: Each edge midpoint as the pair of corners it halves (indices into the 8 corners).
+_EDGES: tuple[tuple[int, int], ...] = (
+    (0, 2), (1, 3), (2, 3), (0, 1),  # bottom: ble, bre, bfe, bbe
+    (4, 6), (5, 7), (6, 7), (4, 5),  # top: tle, tre, tfe, tbe
+    (6, 2), (4, 0), (7, 3), (5, 1),  # vertical: lfe, lbe, rfe, rbe
+)  # fmt: skip
+
+#: Vertex count above which `object_diameter` first reduces the points to their convex hull.
+_HULL_ABOVE = 4096
+
+_SPEC_FORMS = (
+    "'box:WxHxD' (e.g. box:0.06x0.08x0.1, metres), 'cylinder:RxH' (radius x height, metres) "
+    "or the path of a mesh file (.ply, .obj, .stl, .off)"
+)
+
+
+def _points(name: str, array, dim: int = 3) -> np.ndarray:
+    array = np.asarray(array, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise ValueError(f"{name} must be (N, {dim}), got {array.shape}")
+    return array
+
+
+def box_control_points(lo, hi) -> np.ndarray:
+    """The 21 control points of the axis-aligned box `[lo, hi]`, in the module's order.
+
+    Args:
+        lo: `(3,)` minimum corner (x0, y0, z0).
+        hi: `(3,)` maximum corner (x1, y1, z1).
+
+    Returns:
+        `(21, 3)` float64: 8 corners, 12 edge midpoints, centre.
+
+    Example:
+        >>> p = box_control_points([0, 0, 0], [2, 4, 6])
+        >>> p.shape, p[1].tolist(), p[20].tolist()
+        ((21, 3), [2.0, 0.0, 0.0], [1.0, 2.0, 3.0])
+    """
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    if lo.shape != (3,) or hi.shape != (3,):
+        raise ValueError(f"lo and hi must be (3,), got {lo.shape} and {hi.shape}")
+    bits = (np.arange(8)[:, None] >> np.arange(3)[None, :]) & 1  # (8, 3): corner i's x, y, z bit
+    corners = np.where(bits == 1, hi, lo)
+    edges = np.stack([(corners[a] + corners[b]) / 2.0 for a, b in _EDGES])
+    centre = (corners[4] + corners[3]) / 2.0  # (tlb + brf) / 2
+    return np.concatenate([corners, edges, centre[None]], axis=0)
+
+
+def mesh_control_points(vertices) -> np.ndarray:
+    """Control points of the axis-aligned bounding box of `vertices (N, 3)`; returns `(21, 3)`."""
+    vertices = _points("vertices", vertices)
+    if len(vertices) == 0:
+        raise ValueError("vertices is empty")
+    return box_control_points(vertices.min(axis=0), vertices.max(axis=0))
+
+
+def _max_pair_distance(points: np.ndarray, chunk: int = 1024) -> float:
+    """Exact maximum pairwise distance by chunked brute force, `O(N²)` time, `O(N·chunk)` memory."""
+    sq = (points**2).sum(1)
+    best = 0.0
+    for start in range(0, len(points), chunk):
+        block = points[start : start + chunk]
+        d2 = sq[start : start + chunk, None] - 2.0 * block @ points.T + sq[None, :]
+        best = max(best, float(d2.max()))
+    return float(np.sqrt(max(best, 0.0)))
+
+
+def object_diameter(vertices) -> float:
+    """The largest distance between any two of `vertices (N, 3)` (exact).
+
+    Above a few thousand vertices the points are first reduced to the vertices of their convex
+    hull (the farthest pair always lies on it), when scipy's Qhull is available; otherwise, or
+    for a flat point set, the brute force runs over all points.
+
+    Example:
+        >>> object_diameter([[0, 0, 0], [1, 0, 0], [1, 2, 2]])
+        3.0
+    """
+    vertices = _points("vertices", vertices)
+    if len(vertices) < 2:
+        return 0.0
+    if not np.isfinite(vertices).all():
+        raise ValueError("vertices contain NaN or infinity")
+    if len(vertices) > _HULL_ABOVE:
+        try:
+            from scipy.spatial import ConvexHull  # the hull trimesh itself would compute
+
+            vertices = vertices[ConvexHull(vertices).vertices]
+        except Exception:  # noqa: BLE001 - no scipy or a degenerate (flat) set: brute force
+            pass
+    return _max_pair_distance(vertices)
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectMesh:
+    """A rigid object's triangle mesh in its own frame (metres)."""
+
+    name: str
+    vertices: np.ndarray  #: (N, 3) float64, metres, object frame
+    faces: np.ndarray  #: (F, 3) int64 vertex indices
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        vertices = _points("vertices", self.vertices)
+        faces = np.asarray(self.faces, dtype=np.int64)
+        if faces.ndim != 2 or faces.shape[1] != 3:
+            raise ValueError(f"faces must be (F, 3), got {faces.shape}")
+        if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+            raise ValueError("faces index vertices that do not exist")
+        object.__setattr__(self, "vertices", vertices)
+        object.__setattr__(self, "faces", faces)
+
+    @property
+    def control_points(self) -> np.ndarray:
+        """`(21, 3)` control points of the mesh's axis-aligned bounding box (object frame)."""
+        if "control_points" not in self._cache:
+            self._cache["control_points"] = mesh_control_points(self.vertices)
+        return self._cache["control_points"]
+
+    @property
+    def diameter(self) -> float:
+        """Largest distance between two vertices, metres."""
+        if "diameter" not in self._cache:
+            self._cache["diameter"] = object_diameter(self.vertices)
+        return self._cache["diameter"]
+
+
+def load_mesh(path, scale: float = 1.0, name: str | None = None) -> ObjectMesh:
+    """Read a triangle mesh with trimesh (scenes are merged into one mesh).
+
+    Args:
+        path: a .ply, .obj, .stl, .off (or any format trimesh reads) file.
+        scale: multiplies the vertices; YCB models are in metres (1.0), pass 0.001 for a mesh in
+            millimetres.
+        name: the mesh's name; the file's stem by default.
+
+    Returns:
+        The mesh, vertices `(N, 3)` in metres.
+
+    Raises:
+        HoposerError: the file is missing, unreadable, or holds no triangles.
+    """
+    import trimesh  # heavy-ish import, only needed for files
+
+    path = Path(path)
+    if not path.is_file():
+        raise HoposerError(f"object mesh '{path}' does not exist: pass an existing mesh file")
+    if not (np.isfinite(scale) and scale > 0):
+        raise HoposerError(f"mesh scale must be a positive number, got {scale}")
+    try:
+        mesh = trimesh.load(str(path), force="mesh")
+    except Exception as exc:  # noqa: BLE001 - trimesh raises many types for bad files
+        raise HoposerError(
+            f"could not read object mesh '{path}' ({type(exc).__name__}: {exc}); "
+            "use a .ply, .obj, .stl or .off triangle mesh"
+        ) from exc
+    vertices = np.asarray(getattr(mesh, "vertices", np.zeros((0, 3))), dtype=np.float64)
+    faces = np.asarray(getattr(mesh, "faces", np.zeros((0, 3))), dtype=np.int64)
+    if vertices.ndim != 2 or len(vertices) == 0 or faces.ndim != 2 or len(faces) == 0:
+        raise HoposerError(
+            f"object mesh '{path}' has no triangles (a point cloud or an empty file?); "
+            "hoposer needs a triangle mesh"
+        )
+    if not np.isfinite(vertices).all():
+        raise HoposerError(f"object mesh '{path}' has NaN or infinite vertex coordinates")
+    return ObjectMesh(name=name or path.stem, vertices=vertices * scale, faces=faces)
+
+
+def _outward(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Flip faces of a convex mesh centred at the origin so they wind CCW seen from outside."""
+    tri = vertices[faces]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    inward = (normals * tri.mean(axis=1)).sum(axis=1) < 0
+    faces = faces.copy()
+    faces[inward] = faces[inward][:, ::-1]
+    return faces
+
+
+def _box(dims: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    vertices = box_control_points(-dims / 2.0, dims / 2.0)[:8]  # corner i: bits x, y, z of i
+    quads = [(0, 2, 3, 1), (4, 5, 7, 6), (0, 1, 5, 4), (2, 6, 7, 3), (0, 4, 6, 2), (1, 3, 7, 5)]
+    faces = np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))], dtype=np.int64)
+    return vertices, faces
+
+
+def _cylinder(radius: float, height: float, segments: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    angle = 2.0 * np.pi * np.arange(segments) / segments
+    x, z = radius * np.cos(angle), radius * np.sin(angle)
+    bottom = np.stack([x, np.full(segments, -height / 2.0), z], axis=1)
+    top = np.stack([x, np.full(segments, height / 2.0), z], axis=1)
+    centres = np.array([[0.0, -height / 2.0, 0.0], [0.0, height / 2.0, 0.0]])
+    vertices = np.concatenate([bottom, top, centres])
+    i = np.arange(segments)
+    j = (i + 1) % segments
+    n = segments
+    side = np.concatenate([np.stack([i, j, n + j], 1), np.stack([i, n + j, n + i], 1)])
+    caps = np.concatenate(
+        [np.stack([np.full(n, 2 * n), j, i], 1), np.stack([np.full(n, 2 * n + 1), n + i, n + j], 1)]
+    )
+    return vertices, np.concatenate([side, caps]).astype(np.int64)
+
+
+def primitive_mesh(kind: str, dims) -> ObjectMesh:
+    """A primitive centred at the origin, triangles wound counter-clockwise seen from outside.
+
+    Args:
+        kind: "box" (dims = width, height, depth along x, y, z; 8 vertices, 12 triangles) or
+            "cylinder" (dims = radius, height; axis along y, 32 segments, closed caps).
+        dims: the sizes in metres, all positive.
+
+    Returns:
+        The mesh, named like its spec (e.g. "box:0.06x0.08x0.1").
+
+    Raises:
+        HoposerError: unknown kind, or the wrong number of (or non-positive) dims.
+    """
+    dims = np.asarray(dims, dtype=np.float64).reshape(-1)
+    expected = {"box": 3, "cylinder": 2}
+    if kind not in expected:
+        raise HoposerError(f"unknown primitive '{kind}': use 'box' or 'cylinder'")
+    if len(dims) != expected[kind] or not (np.isfinite(dims).all() and (dims > 0).all()):
+        raise HoposerError(
+            f"a {kind} needs {expected[kind]} positive sizes in metres, got {dims.tolist()}"
+        )
+    vertices, faces = _box(dims) if kind == "box" else _cylinder(dims[0], dims[1])
+    name = f"{kind}:" + "x".join(f"{d:g}" for d in dims)
+    return ObjectMesh(name=name, vertices=vertices, faces=_outward(vertices, faces))
+
+
+def object_mesh(spec: str, scale: float = 1.0) -> ObjectMesh:
+    """An object mesh from a spec: "box:WxHxD", "cylinder:RxH" (metres) or a mesh file path.
+
+    Args:
+        spec: the spec string, e.g. "box:0.06x0.08x0.1", "cylinder:0.03x0.12" or "mug.ply".
+        scale: applied to a mesh file's vertices (see `load_mesh`); primitives are in metres.
+
+    Returns:
+        The mesh.
+
+    Raises:
+        HoposerError: a malformed spec (the message names the accepted forms) or a bad file.
+
+    Example:
+        >>> object_mesh("box:0.1x0.2x0.3").control_points[7].tolist()
+        [0.05, 0.1, 0.15]
+    """
+    spec = str(spec).strip()
+    kind, sep, rest = spec.partition(":")
+    if sep and kind.lower() in ("box", "cylinder"):
+        try:
+            dims = [float(d) for d in rest.lower().split("x")]
+        except ValueError:
+            raise HoposerError(f"malformed object spec '{spec}': use {_SPEC_FORMS}") from None
+        count = 3 if kind.lower() == "box" else 2
+        if len(dims) != count or not all(0 < d < np.inf for d in dims):
+            raise HoposerError(
+                f"malformed object spec '{spec}' (sizes must be positive): use {_SPEC_FORMS}"
+            )
+        return primitive_mesh(kind.lower(), dims)
+    if not spec or not Path(spec).is_file():
+        raise HoposerError(
+            f"object spec '{spec}' is neither a primitive nor a file: use {_SPEC_FORMS}"
+        )
+    return load_mesh(spec, scale=scale)

@@ -1,0 +1,199 @@
+"""The object's 6D pose from its control-point proposals (paper §4.3).
+
+The object decoder votes, from every grid cell, for the 2D position of each of the 21 control
+points, with a confidence. For each control point the `k` most confident votes (the paper uses
+k = 10) become 2D-3D correspondences with that control point's 3D position in the object frame,
+and RANSAC-EPnP followed by Levenberg-Marquardt refinement on the inliers gives `R, t`
+(`x_cam = R · x_obj + t`). A failure is reported, never hidden behind an identity pose.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+#: Fewest correspondences (and inliers) accepted: EPnP's minimal set plus one.
+MIN_POINTS = 6
+
+#: Levenberg-Marquardt stopping rule (OpenCV's default stops at float32 precision).
+_REFINE_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 50, 1e-12)
+
+
+@dataclass(frozen=True, eq=False)
+class PnPResult:
+    """An object pose, or why there is none."""
+
+    success: bool
+    R: np.ndarray  #: (3, 3) object-to-camera rotation; NaN on failure
+    t: np.ndarray  #: (3,) object-to-camera translation, metres; NaN on failure
+    inliers: int  #: correspondences within the RANSAC threshold of the final pose
+    reprojection_error_px: float  #: mean reprojection error of the inliers; NaN on failure
+    reason: str = ""  #: empty on success
+
+    @classmethod
+    def failure(cls, reason: str, inliers: int = 0) -> "PnPResult":
+        """A failed result: NaN pose, the given reason."""
+        return cls(
+            success=False,
+            R=np.full((3, 3), np.nan),
+            t=np.full(3, np.nan),
+            inliers=inliers,
+            reprojection_error_px=float("nan"),
+            reason=reason,
+        )
+
+
+def _reprojection_errors(points_3d, points_2d, rvec, tvec, K, dist) -> np.ndarray:
+    projected, _ = cv2.projectPoints(points_3d, rvec, tvec, K, dist)
+    return np.linalg.norm(projected.reshape(-1, 2) - points_2d, axis=1)
+
+
+def solve_pnp(
+    points_3d,
+    points_2d,
+    K,
+    dist=None,
+    ransac_threshold_px: float = 8.0,
+    iterations: int = 200,
+    seed: int = 0,
+) -> PnPResult:
+    """Robust PnP: RANSAC-EPnP, then LM refinement on the inliers.
+
+    Args:
+        points_3d: `(N, 3)` object-frame points (repeats allowed).
+        points_2d: `(N, 2)` their pixels; rows with a non-finite value on either side are dropped.
+        K: `(3, 3)` intrinsics.
+        dist: OpenCV distortion coefficients, or None for none.
+        ransac_threshold_px: inlier threshold in pixels.
+        iterations: RANSAC iterations.
+        seed: OpenCV's RNG seed, set before RANSAC so that results are reproducible.
+
+    Returns:
+        The pose with `success=True`, or `success=False`, NaN `R`/`t` and a `reason` when there
+        are fewer than 6 usable correspondences or inliers, the inliers collapse to one pixel,
+        OpenCV fails, or the pose is not finite or puts the object behind the camera.
+    """
+    points_3d = np.asarray(points_3d, dtype=np.float64)
+    points_2d = np.asarray(points_2d, dtype=np.float64)
+    if points_3d.ndim != 2 or points_3d.shape[1] != 3:
+        raise ValueError(f"points_3d must be (N, 3), got {points_3d.shape}")
+    if points_2d.shape != (len(points_3d), 2):
+        raise ValueError(f"points_2d must be ({len(points_3d)}, 2), got {points_2d.shape}")
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"camera matrix must be (3, 3), got {K.shape}")
+    dist = None if dist is None else np.asarray(dist, dtype=np.float64).reshape(-1)
+    if not np.isfinite(K).all():
+        return PnPResult.failure("the camera matrix is not finite")
+
+    finite = np.isfinite(points_3d).all(1) & np.isfinite(points_2d).all(1)
+    obj = np.ascontiguousarray(points_3d[finite])
+    img = np.ascontiguousarray(points_2d[finite])
+    if len(obj) < MIN_POINTS:
+        return PnPResult.failure(
+            f"only {len(obj)} finite correspondences (of {len(points_3d)}); PnP needs {MIN_POINTS}"
+        )
+
+    cv2.setRNGSeed(int(seed))
+    try:
+        ok, rvec, tvec, inliers = cv2.solvePnPRansac(
+            obj,
+            img,
+            K,
+            dist,
+            iterationsCount=int(iterations),
+            reprojectionError=float(ransac_threshold_px),
+            confidence=0.999,
+            flags=cv2.SOLVEPNP_EPNP,
+        )
+    except cv2.error as exc:
+        return PnPResult.failure(f"OpenCV solvePnPRansac failed: {exc.err}")
+    count = 0 if inliers is None else len(inliers)
+    if not ok or count < MIN_POINTS:
+        return PnPResult.failure(
+            f"RANSAC found {count} inliers within {ransac_threshold_px:g} px; needs {MIN_POINTS}",
+            count,
+        )
+    index = inliers.reshape(-1)
+    try:
+        rvec, tvec = cv2.solvePnPRefineLM(
+            obj[index], img[index], K, dist, rvec, tvec, criteria=_REFINE_CRITERIA
+        )
+    except cv2.error as exc:
+        return PnPResult.failure(f"OpenCV solvePnPRefineLM failed: {exc.err}", count)
+    rvec, tvec = rvec.reshape(3), tvec.reshape(3)
+    if not (np.isfinite(rvec).all() and np.isfinite(tvec).all()):
+        return PnPResult.failure("PnP returned a non-finite pose", count)
+
+    errors = _reprojection_errors(obj, img, rvec, tvec, K, dist)
+    inlier_mask = errors < ransac_threshold_px
+    count = int(inlier_mask.sum())
+    if count < MIN_POINTS:
+        return PnPResult.failure(
+            f"after refinement only {count} points lie within {ransac_threshold_px:g} px", count
+        )
+    spread = np.ptp(img[inlier_mask], axis=0).max()
+    if spread < 1.0:
+        return PnPResult.failure(
+            f"the inlier proposals span {spread:.2g} px; the pose is undetermined", count
+        )
+    R = cv2.Rodrigues(rvec)[0]
+    depth = obj[inlier_mask] @ R[2] + tvec[2]
+    if tvec[2] <= 0 or (depth <= 0).any():
+        return PnPResult.failure("PnP put the object behind the camera", count)
+    return PnPResult(
+        success=True,
+        R=R,
+        t=tvec.astype(np.float64),
+        inliers=count,
+        reprojection_error_px=float(errors[inlier_mask].mean()),
+        reason="",
+    )
+
+
+def object_pose_from_grid(
+    grid_points,
+    grid_confidence,
+    control_points,
+    K,
+    k: int = 10,
+    **pnp_kwargs,
+) -> PnPResult:
+    """The object pose from per-cell control-point proposals (paper §4.3).
+
+    For each control point, the `k` most confident cells' 2D proposals (ties: lower cell index
+    first; NaN confidences last) pair with its 3D position; the `21·k` correspondences go to
+    `solve_pnp`.
+
+    Args:
+        grid_points: `(N, 21, 2)` each cell's proposal for each control point, pixels (any leading
+            grid shape, e.g. `(R, R, 21, 2)`, is flattened).
+        grid_confidence: `(N, 21)` matching confidences (or `(R, R, 21)`).
+        control_points: `(C, 3)` the control points in the object frame (C = 21).
+        K: `(3, 3)` intrinsics of the image the proposals are in.
+        k: proposals per control point (clipped to the number of cells).
+        **pnp_kwargs: passed to `solve_pnp` (dist, ransac_threshold_px, iterations, seed).
+
+    Returns:
+        The `PnPResult`.
+    """
+    control_points = np.asarray(control_points, dtype=np.float64)
+    if control_points.ndim != 2 or control_points.shape[1] != 3:
+        raise ValueError(f"control_points must be (C, 3), got {control_points.shape}")
+    c = len(control_points)
+    grid_points = np.asarray(grid_points, dtype=np.float64)
+    grid_confidence = np.asarray(grid_confidence, dtype=np.float64)
+    if grid_points.shape[-2:] != (c, 2) or grid_confidence.shape != grid_points.shape[:-1]:
+        raise ValueError(
+            f"grid_points must be (N, {c}, 2) and grid_confidence (N, {c}), got "
+            f"{grid_points.shape} and {grid_confidence.shape}"
+        )
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    grid_points = grid_points.reshape(-1, c, 2)
+    confidence = np.nan_to_num(grid_confidence.reshape(-1, c), nan=-np.inf)
+    k = min(int(k), len(confidence))
+    top = np.argsort(-confidence, axis=0, kind="stable")[:k]  # (k, C) cell indices
+    points_2d = grid_points[top, np.arange(c)[None, :]]  # (k, C, 2)
+    points_3d = np.broadcast_to(control_points, (k, c, 3))
+    return solve_pnp(points_3d.reshape(-1, 3), points_2d.reshape(-1, 2), K, **pnp_kwargs)

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from hoposer.decode import decode
+from hoposer.geometry.camera import project
+from hoposer.geometry.control_points import object_mesh
+from hoposer.model import build_model, get_config
+from hoposer.model.hand import StandInHand
+from hoposer.model.network import RawOutputs
+
+K = np.array([[500.0, 0, 128], [0, 500.0, 128], [0, 0, 1]])
+
+
+def box_of(points: np.ndarray, margin: float = 1.1) -> np.ndarray:
+    lo, hi = points.min(0), points.max(0)
+    c, half = (lo + hi) / 2, (hi - lo) * margin / 2
+    return np.r_[c - half, c + half]
+
+
+def ground_truth_outputs(hand, rng, grid: int = 8):
+    """Network outputs that encode an exactly known hand and object pose."""
+    theta = hand.plausible_pose(rng)
+    theta[:3] = rng.normal(0, 0.5, 3)
+    beta = rng.normal(0, 0.5, 10)
+    wrist = np.array([0.02, -0.01, 0.45])
+    rel = hand(torch.tensor(theta[None]), torch.tensor(beta[None])).joints[0].numpy()
+    joints_2d = project(rel + wrist, K)
+    hand_box = box_of(joints_2d)
+    cube = object_mesh("box:0.05x0.08x0.04")
+    angle = rng.normal(0, 0.6, 3)
+    R = torch.linalg.matrix_exp(
+        torch.tensor([[0, -angle[2], angle[1]], [angle[2], 0, -angle[0]], [-angle[1], angle[0], 0]])
+    ).numpy()
+    t = np.array([0.0, 0.03, 0.5])
+    points_2d = project(cube.control_points @ R.T + t, K)
+    object_box = box_of(points_2d, 1.0)
+    normalise = lambda p, b: (p - b[:2]) / (b[2:] - b[:2])  # noqa: E731
+    # Every cell proposes the true points; confidences random so top-k picks vary.
+    cells = np.broadcast_to(normalise(points_2d, object_box), (grid, grid, 21, 2)).copy()
+    confidence = rng.uniform(0.1, 1.0, (grid, grid, 21))
+    raw = RawOutputs(
+        torch.tensor(normalise(joints_2d, hand_box)[None]),
+        torch.tensor(theta[None]),
+        torch.tensor(beta[None]),
+        torch.tensor(cells[None]),
+        torch.tensor(confidence[None]),
+    )
+    truth = {"wrist": wrist, "joints": rel + wrist, "R": R, "t": t, "theta": theta}
+    return raw, hand_box[None], object_box[None], cube, truth
+
+
+def test_decode_recovers_an_exactly_encoded_hand_and_object():
+    hand = StandInHand()
+    raw, hand_box, object_box, cube, truth = ground_truth_outputs(hand, np.random.default_rng(0))
+    (pose,) = decode(raw, K, hand_box, object_box, hand, cube.control_points)
+    np.testing.assert_allclose(pose.hand.translation, truth["wrist"], atol=1e-5)
+    np.testing.assert_allclose(pose.hand.joints, truth["joints"], atol=1e-5)
+    assert pose.hand.vertices.shape == (hand.num_vertices, 3)
+    assert pose.hand.reprojection_px < 1e-2
+    assert pose.object.success and pose.object.reason == ""
+    np.testing.assert_allclose(pose.object.R, truth["R"], atol=1e-5)
+    np.testing.assert_allclose(pose.object.t, truth["t"], atol=1e-5)
+    assert pose.object.inliers == 21 * 10
+
+
+def test_decode_accepts_numpy_outputs_like_onnx_runtime_gives():
+    hand = StandInHand()
+    raw, hand_box, object_box, cube, _ = ground_truth_outputs(hand, np.random.default_rng(1))
+    from_torch = decode(raw, K, hand_box, object_box, hand, cube.control_points)[0]
+    as_numpy = [x.numpy().astype(np.float32) for x in raw]
+    from_numpy = decode(as_numpy, K, hand_box, object_box, hand, cube.control_points)[0]
+    np.testing.assert_allclose(from_numpy.hand.joints, from_torch.hand.joints, atol=1e-4)
+    np.testing.assert_allclose(from_numpy.object.t, from_torch.object.t, atol=1e-4)
+
+
+def test_decode_reports_failure_explicitly_for_garbage():
+    hand = StandInHand()
+    raw, hand_box, object_box, cube, _ = ground_truth_outputs(hand, np.random.default_rng(2))
+    collapsed = RawOutputs(
+        torch.full_like(raw.joints_2d, 0.5),
+        raw.theta,
+        raw.beta,
+        torch.full_like(raw.object_points, 0.5),  # every proposal at one point
+        raw.object_confidence,
+    )
+    (pose,) = decode(collapsed, K, hand_box, object_box, hand, cube.control_points)
+    assert not pose.object.success and pose.object.reason
+    assert np.isnan(pose.object.R).all()
+
+
+def test_a_real_network_forward_decodes_for_every_item():
+    torch.manual_seed(0)
+    model = build_model(get_config("lite")).eval()
+    size = model.config.input_size
+    images = torch.rand(2, 3, size, size)
+    hand_boxes = torch.tensor([[40.0, 50, 150, 170], [60, 60, 200, 210]])
+    object_boxes = torch.tensor([[90.0, 80, 200, 190], [20, 30, 120, 140]])
+    with torch.no_grad():
+        raw = model(images, hand_boxes, object_boxes)
+    cube = object_mesh("cylinder:0.03x0.1")
+    poses = decode(raw, K, hand_boxes, object_boxes, StandInHand(), cube.control_points)
+    assert len(poses) == 2
+    for pose in poses:
+        assert pose.hand.joints.shape == (21, 3) and pose.hand.theta.shape == (48,)
+        assert pose.object.success in (True, False)
+        assert pose.object.success == np.isfinite(pose.object.t).all()
+
+
+@pytest.mark.parametrize("K_batch", [False, True])
+def test_per_item_intrinsics(K_batch):
+    hand = StandInHand()
+    raw, hand_box, object_box, cube, truth = ground_truth_outputs(hand, np.random.default_rng(3))
+    camera = np.stack([K]) if K_batch else K
+    (pose,) = decode(raw, camera, hand_box, object_box, hand, None)
+    assert pose.object is None
+    np.testing.assert_allclose(pose.hand.translation, truth["wrist"], atol=1e-5)
