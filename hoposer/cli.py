@@ -1,12 +1,15 @@
 """The `hoposer` command line: thin, parses and delegates."""
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from hoposer.calib.cli import calib_app
+from hoposer.engine.cli import engine_app
 from hoposer.errors import HoposerError
 
 app = typer.Typer(
@@ -18,6 +21,8 @@ app = typer.Typer(
 )
 weights_app = typer.Typer(help="Model weights: import and inspect.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
+app.add_typer(engine_app, name="engine")
+app.add_typer(calib_app, name="calib")
 
 
 @weights_app.command("import-official")
@@ -62,6 +67,13 @@ def weights_info(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user mistakes become one line on stderr and exit code 2, never a traceback."""
+    # Native libraries' own chatter (FFmpeg, TF Lite in MediaPipe) would bury our one-line errors.
+    for variable, value in (
+        ("OPENCV_FFMPEG_LOGLEVEL", "-8"),
+        ("GLOG_minloglevel", "2"),
+        ("TF_CPP_MIN_LOG_LEVEL", "2"),
+    ):
+        os.environ.setdefault(variable, value)
     try:
         app(args=argv, prog_name="hoposer")
     except SystemExit as done:  # click exits on its own for --help and usage errors

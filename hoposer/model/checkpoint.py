@@ -46,7 +46,10 @@ def tensors_digest(state: dict[str, torch.Tensor]) -> str:
 
 
 def save_checkpoint(
-    model: HandObjectNet, path: str | Path, metadata: dict[str, str] | None = None
+    model: HandObjectNet,
+    path: str | Path,
+    metadata: dict[str, str] | None = None,
+    half: bool = False,
 ) -> Path:
     """Write `model`'s weights and config to `path` (`.safetensors`) and `path.json`, atomically.
 
@@ -54,6 +57,8 @@ def save_checkpoint(
         model: the network to save.
         path: target file; its suffix must be `.safetensors`.
         metadata: extra provenance (string values), e.g. the source checkpoint or training run.
+        half: store floating-point tensors as float16 (half the size; loading upcasts them to
+            the model's float32, a relative change of at most 2^-11 per weight).
 
     Returns:
         The path written.
@@ -64,6 +69,8 @@ def save_checkpoint(
     if not path.parent.is_dir():
         raise HoposerError(f"cannot write {path}: directory {path.parent} does not exist")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -37,7 +37,12 @@ def _check(name: str, array: np.ndarray, last: int) -> np.ndarray:
 
 
 def ho3d_procrustes(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """HO-3D's `align_w_scale`: align `pred (N, 3)` onto `gt (N, 3)`; returns aligned pred."""
+    """HO-3D's `align_w_scale`: align `pred (N, 3)` onto `gt (N, 3)`; returns aligned pred.
+
+    A line-by-line replica of the official code, its 1e-8 terms included, so that reported
+    numbers match codalab's; otherwise the same alignment as
+    `hoposer.geometry.procrustes.procrustes(pred, gt, allow_reflection=True)`.
+    """
     gt, pred = _check("gt", gt, 3), _check("pred", pred, 3)
     t1, t2 = gt.mean(0), pred.mean(0)
     a, b = gt - t1, pred - t2

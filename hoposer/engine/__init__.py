@@ -1,0 +1,9 @@
+"""Inference engines: ONNX export, TensorRT build, the backends behind one interface, benchmarks.
+
+Modules (imported on demand, so `import hoposer` never pulls in onnx or TensorRT):
+
+    export: `export_onnx` and the TensorRT operator allow-list.
+    backends: the `Backend` protocol, input validation and `open_backend`.
+    tensorrt: `build_engine`, `check_plan` and `TensorRTBackend` (needs `hoposer[tensorrt]`).
+    bench: latency, throughput, memory and parity of backends against torch fp32.
+"""

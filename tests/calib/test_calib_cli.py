@@ -1,0 +1,117 @@
+import numpy as np
+
+from hoposer.calib.camera_info import read_camera_info
+from hoposer.calib.extrinsics import read_transform, rotation_angle_deg
+from hoposer.cli import main
+
+
+def test_synth_then_calibrate_camera(tmp_path, capsys):
+    data = tmp_path / "synth"
+    assert main(["calib", "synth", "--out", str(data), "--views", "14", "--seed", "4"]) == 0
+    out = tmp_path / "cam.yaml"
+    args = [
+        "calib",
+        "camera",
+        "--images",
+        str(data),
+        "--board",
+        "checker:9x6",
+        "--square",
+        "0.024",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    info, truth = read_camera_info(out), read_camera_info(data / "truth_camera_info.yaml")
+    idx = ([0, 1, 0, 1], [0, 1, 2, 2])  # fx, fy, cx, cy
+    assert np.abs(info.K[idx] / truth.K[idx] - 1).max() < 0.005
+    assert (tmp_path / "cam_report.png").stat().st_size > 10_000
+    assert "RMS reprojection error" in capsys.readouterr().out
+
+
+def test_synth_then_robot_marker(tmp_path, capsys):
+    data = tmp_path / "m"
+    board = ["--board", "aruco:3", "--marker", "0.1", "--dict", "4X4_50"]
+    assert (
+        main(["calib", "synth", "--out", str(data), "--scene", "marker", "--views", "4", *board])
+        == 0
+    )
+    pose = capsys.readouterr().out.split("--marker-pose ")[1].split()[0]
+    out = tmp_path / "extr.yaml"
+    args = [
+        "calib",
+        "robot",
+        "--camera-info",
+        str(data / "truth_camera_info.yaml"),
+        *board,
+        "--images",
+        str(data),
+        "--marker-pose",
+        pose,
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    est, truth = read_transform(out), read_transform(data / "truth_extrinsics.yaml")
+    assert np.linalg.norm(est.translation - truth.translation) < 0.002
+    assert rotation_angle_deg(est.rotation, truth.rotation) < 0.2
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hoposer: error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_folder_without_board_fails_cleanly(tmp_path, capsys):
+    import cv2
+
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((480, 640), 128, np.uint8))
+    args = [
+        "calib",
+        "camera",
+        "--images",
+        str(tmp_path),
+        "--board",
+        "checker:9x6",
+        "--square",
+        "0.024",
+        "--out",
+        str(tmp_path / "c.yaml"),
+    ]
+    assert main(args) == 2
+    assert "not found in any of 3 images" in _one_line_error(capsys)
+    assert not (tmp_path / "c.yaml").exists()
+
+
+def test_bad_inputs_fail_cleanly(tmp_path, capsys):
+    base = ["calib", "camera", "--board", "checker:9x6", "--square", "0.024"]
+    assert main([*base, "--images", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in _one_line_error(capsys)
+    (tmp_path / "x.png").write_bytes(b"junk")
+    assert main([*base, "--images", str(tmp_path)]) == 2
+    assert "cannot read image" in _one_line_error(capsys)
+    assert main([*base, "--images", str(tmp_path), "--video", "v.avi"]) == 2
+    assert "exactly one source" in _one_line_error(capsys)
+    assert main(["calib", "camera", "--board", "checkers:9x6", "--images", str(tmp_path)]) == 2
+    assert "did you mean" in _one_line_error(capsys)
+    assert (
+        main(
+            [
+                "calib",
+                "robot",
+                "--camera-info",
+                str(tmp_path / "none.yaml"),
+                "--board",
+                "aruco:1",
+                "--marker",
+                "0.1",
+                "--dict",
+                "4X4_50",
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in _one_line_error(capsys)
+    assert main(["calib", "board", "--out", str(tmp_path / "b.pdf")]) == 0
