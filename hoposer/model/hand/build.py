@@ -41,3 +41,29 @@ def build_hand_model(kind: str = "auto", mano_dir: str | Path | None = None) -> 
         _warn_standin(missing_mano_message(mano_dir))
         return StandInHand()
     raise HoposerError(f"unknown hand model {kind!r}; choose one of {', '.join(HAND_MODELS)}")
+
+
+def hand_model_for_weights(
+    trained_with: str | None, kind: str = "auto", mano_dir: str | Path | None = None
+) -> HandModel:
+    """The hand model that decodes a network's θ, β: the one it was trained with.
+
+    Args:
+        trained_with: the checkpoint's `hand_model` header ("mano" or "standin"), if recorded.
+        kind: the user's choice; "auto" follows `trained_with`.
+        mano_dir: as for `build_hand_model`.
+
+    Raises:
+        HoposerError: the user asked for a hand model other than the weights were trained with
+            (their θ and β would mean something else).
+    """
+    if trained_with not in ("mano", "standin"):
+        return build_hand_model(kind, mano_dir)
+    if kind not in ("auto", trained_with):
+        raise HoposerError(
+            f"these weights were trained with the {trained_with} hand model, whose θ and β mean "
+            f"something else for {kind}: use --hand-model {trained_with} (or auto)"
+        )
+    if trained_with == "standin":
+        return StandInHand()
+    return MANOHand(mano_dir)

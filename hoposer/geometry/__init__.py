@@ -1,0 +1,1 @@
+"""Pure geometry: control points, PnP, camera models, alignment, kinematics, §5.1 checks."""

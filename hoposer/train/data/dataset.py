@@ -1,0 +1,237 @@
+"""Training and evaluation samples: crop, augment (§6.1) and normalise one annotated frame.
+
+A sample is a dict of numpy arrays ready for `collate`:
+
+    image (3, S, S) float32 RGB in [0, 1]      hand_box, object_box (4,) crop pixels
+    camera_matrix (3, 3) of the crop           joints_2d (21, 2) normalised to the hand box
+    joints_3d (21, 3) wrist-relative, metres   theta (48,), beta (10,)
+    has_mano, has_object () float flags (eq. 8's mask B is `has_object`)
+    object_points_2d (21, 2) normalised to the object box
+    object_mask (R, R) float: grid cells on the object's silhouette
+    object_R (3, 3), object_t (3,), wrist (3,): crop-camera poses for evaluation
+    index () int64
+
+Augmentation, seeded per (seed, epoch, index) so a resumed run sees the same samples:
+scale ±20%, rotation ±180° (an exact camera roll: 3D labels and the MANO global rotation rotate
+with the image), translation ±10% of the crop, colour ±10% (brightness, contrast, saturation)
+with a small hue shift.
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from hoposer.errors import HoposerError
+from hoposer.geometry.crop import Crop, crop_around, expand_box
+from hoposer.train.data.ho3d import FrameLabel, ObjectLibrary, read_label, read_split
+
+log = logging.getLogger(__name__)
+
+HAND_BOX_EXPAND = 1.1  # the public code's network-input hand box around the 2D joints
+OBJECT_BOX_EXPAND = 1.0
+CROP_EXPAND = 1.5
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """§6.1's augmentation ranges (all off for evaluation)."""
+
+    scale: float = 0.2
+    rotation_deg: float = 180.0
+    translation: float = 0.1
+    color: float = 0.1
+    hue: float = 0.02
+
+    @classmethod
+    def none(cls) -> "Augmentation":
+        """No augmentation."""
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def _project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
+    uvw = points @ K.T
+    return uvw[:, :2] / uvw[:, 2:3]
+
+
+def _bbox(points: np.ndarray) -> np.ndarray:
+    return np.concatenate([points.min(0), points.max(0)])
+
+
+def _normalise(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    return (points - box[:2]) / np.maximum(box[2:] - box[:2], 1e-6)
+
+
+def jitter_color(image: np.ndarray, rng: np.random.Generator, amount: float, hue: float):
+    """Brightness, contrast and saturation scaled by 1 ± `amount`, hue shifted by ± `hue` turns."""
+    if amount <= 0 and hue <= 0:
+        return image
+    x = image.astype(np.float32)
+    x *= rng.uniform(1 - amount, 1 + amount)  # brightness
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - amount, 1 + amount) + mean  # contrast
+    gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    x = (x - gray[..., None]) * rng.uniform(1 - amount, 1 + amount) + gray[..., None]
+    x = np.clip(x, 0, 255).astype(np.uint8)
+    if hue > 0:
+        hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)
+        shift = int(round(rng.uniform(-hue, hue) * 180))
+        hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + shift) % 180).astype(np.uint8)
+        x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    return x
+
+
+def silhouette_grid(points_2d: np.ndarray, box: np.ndarray, resolution: int) -> np.ndarray:
+    """Cells of a `resolution²` grid over `box` covered by the convex hull of `points_2d`."""
+    grid = _normalise(points_2d, box) * resolution
+    hull = cv2.convexHull(np.round(grid * 16).astype(np.int32))
+    mask = np.zeros((resolution, resolution), np.uint8)
+    # Cell (i, j) spans [j, j+1) × [i, i+1); shift so cell centres sample the polygon.
+    cv2.fillConvexPoly(mask, hull - 8, 1, cv2.LINE_8, 4)
+    return mask.astype(np.float32)
+
+
+class HandObjectDataset(torch.utils.data.Dataset):
+    """An HO-3D-layout folder (HO-3D itself or our synthetic data) as network samples."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        input_size: int = 256,
+        grid_size: int = 32,
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+        ycb_dir: str | Path | None = None,
+        max_samples: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.split = split
+        self.ids = read_split(self.root, split)[:max_samples]
+        if not self.ids:
+            raise HoposerError(f"{self.root / (split + '.txt')} lists no frames")
+        self.input_size = input_size
+        self.grid_size = grid_size
+        self.augmentation = augmentation or Augmentation.none()
+        self.seed = seed
+        self.epoch = 0
+        self.objects = ObjectLibrary(self.root, Path(ycb_dir) if ycb_dir else None)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the augmentation draw of an epoch (call before making the loader iterator)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:  # noqa: D105
+        return len(self.ids)
+
+    def label(self, index: int) -> FrameLabel:
+        """The converted annotation of sample `index`."""
+        sequence, frame = self.ids[index]
+        return read_label(self.root, self.split, sequence, frame)
+
+    def __getitem__(self, index: int) -> dict | None:
+        """The sample, or None (logged) when its files are missing or corrupt."""
+        try:
+            return self.make_sample(index)
+        except (HoposerError, OSError, ValueError, cv2.error) as err:
+            sequence, frame = self.ids[index]
+            log.warning("skipping %s/%s/%s: %s", self.split, sequence, frame, err)
+            return None
+
+    def make_sample(self, index: int) -> dict:
+        """Build sample `index` (raises on bad files)."""
+        label = self.label(index)
+        image = cv2.imread(str(label.image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise HoposerError(f"cannot read image {label.image_path}")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        height, width = image.shape[:2]
+        K = label.camera_matrix
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        aug = self.augmentation
+
+        boxes = []
+        if label.joints is not None:
+            boxes.append(_bbox(_project(label.joints, K)))
+        elif label.hand_box is not None:
+            boxes.append(label.hand_box)
+        else:
+            raise HoposerError("frame has neither hand joints nor a hand box")
+        model = None
+        if label.object_name is not None and label.object_R is not None:
+            model = self.objects.get(label.object_name)
+            object_2d = _project(model.control_points @ label.object_R.T + label.object_t, K)
+            boxes.append(_bbox(object_2d))
+        crop = crop_around(boxes, self.input_size, (width, height), expand=CROP_EXPAND)
+        crop = Crop(
+            center=crop.center + rng.uniform(-1, 1, 2) * aug.translation * crop.side,
+            side=crop.side * rng.uniform(1 - aug.scale, 1 + aug.scale),
+            size=self.input_size,
+            rotation=np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg)),
+        )
+        roll, crop_K = crop.roll, crop.camera(K)
+        pixels = jitter_color(crop.warp(image), rng, aug.color, aug.hue)
+        sample: dict = {
+            "image": np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32) / 255.0,
+            "camera_matrix": crop_K.astype(np.float32),
+            "index": np.int64(index),
+        }
+
+        if label.joints is not None:
+            joints = label.joints @ roll.T
+            joints_2d = _project(joints, crop_K)
+            hand_box = expand_box(_bbox(joints_2d), HAND_BOX_EXPAND)
+            sample["joints_2d"] = _normalise(joints_2d, hand_box)
+            sample["joints_3d"] = joints - joints[0]
+            sample["wrist"] = joints[0]
+        else:
+            corners = crop.apply(label.hand_box.reshape(2, 2))
+            hand_box = expand_box(_bbox(corners), HAND_BOX_EXPAND)
+            sample["joints_2d"] = np.zeros((21, 2))
+            sample["joints_3d"] = np.zeros((21, 3))
+            sample["wrist"] = label.root @ roll.T if label.root is not None else np.zeros(3)
+        sample["hand_box"] = hand_box
+        has_mano = label.theta is not None and label.beta is not None
+        theta = np.zeros(48) if label.theta is None else label.theta.copy()
+        if has_mano:
+            theta[:3] = cv2.Rodrigues(roll @ cv2.Rodrigues(theta[:3])[0])[0][:, 0]
+        sample["theta"] = theta
+        sample["beta"] = np.zeros(10) if label.beta is None else label.beta
+        sample["has_mano"] = np.float32(has_mano and label.joints is not None)
+
+        r = self.grid_size
+        if model is not None:
+            object_R = roll @ label.object_R
+            object_t = roll @ label.object_t
+            points_2d = _project(model.control_points @ object_R.T + object_t, crop_K)
+            object_box = expand_box(_bbox(points_2d), OBJECT_BOX_EXPAND)
+            vertices = model.vertices[:: max(1, len(model.vertices) // 2000)]
+            silhouette = _project(vertices @ object_R.T + object_t, crop_K)
+            sample["object_points_2d"] = _normalise(points_2d, object_box)
+            sample["object_mask"] = silhouette_grid(silhouette, object_box, r)
+            sample["object_box"] = object_box
+            sample["object_R"], sample["object_t"] = object_R, object_t
+            sample["has_object"] = np.float32(1.0)
+        else:
+            sample["object_points_2d"] = np.zeros((21, 2))
+            sample["object_mask"] = np.zeros((r, r), np.float32)
+            sample["object_box"] = hand_box.copy()  # any valid box: the loss ignores it
+            sample["object_R"], sample["object_t"] = np.full((3, 3), np.nan), np.full(3, np.nan)
+            sample["has_object"] = np.float32(0.0)
+        return {
+            k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v)
+            for k, v in sample.items()
+        }
+
+
+def collate(samples: list[dict | None]) -> tuple[dict[str, torch.Tensor], int]:
+    """Stack the good samples; also return how many were skipped (None)."""
+    good = [s for s in samples if s is not None]
+    skipped = len(samples) - len(good)
+    if not good:
+        return {}, skipped
+    batch = {key: torch.as_tensor(np.stack([s[key] for s in good])) for key in good[0]}
+    return batch, skipped

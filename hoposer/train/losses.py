@@ -1,0 +1,125 @@
+"""Training losses: hand (eq. 5), object (eq. 6) and the pseudo-label mask of eq. 8.
+
+Two weightings are provided. `official` is what the public Semi-Hand-Object code trains with
+(and what produced its checkpoints): MSE on the soft-argmax 2D joints (1e2), MSE on MANO
+vertices and joints (1e4 each, metres), on the 16 joint rotation matrices (10) and on β (0.1);
+L1 on the object proposals (5e2) and their confidences (1e2). `paper` is the text's: λ_H = 0.1 on
+heatmaps against Gaussian targets, unit L2 terms on θ (rotation matrices), β, joints and
+vertices, λ_p = 0.5 (L1 offsets) and λ_c = 0.1 (squared confidence error).
+
+Object terms are averaged over the grid cells on the object's silhouette only (the public code's
+`obj_mask`), and over the samples whose `has_object` is 1 (eq. 8's B: pseudo-labelled frames
+train the hand only). Hand terms likewise use `has_mano`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+
+from hoposer.geometry.rotations import axis_angle_to_matrix
+from hoposer.model.hand import HandModel
+from hoposer.model.network import TrainingOutputs
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of every loss term (0 disables a term)."""
+
+    joints_2d: float = 1e2
+    heatmaps: float = 0.0
+    heatmap_sigma: float = 1.0  #: Gaussian target width in heatmap cells
+    vertices: float = 1e4
+    joints_3d: float = 1e4
+    pose: float = 10.0
+    shape: float = 0.1
+    object_points: float = 5e2
+    object_confidence: float = 1e2
+    confidence_squared: bool = False  #: paper: squared error; public code: L1
+
+
+LOSS_PRESETS = {
+    "official": LossWeights(),
+    "paper": LossWeights(
+        joints_2d=0.0,
+        heatmaps=0.1,
+        vertices=1.0,
+        joints_3d=1.0,
+        pose=1.0,
+        shape=1.0,
+        object_points=0.5,
+        object_confidence=0.1,
+        confidence_squared=True,
+    ),
+}
+
+
+def gaussian_heatmaps(joints: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """Normalised Gaussian targets `(B, J, size, size)` at box-normalised `joints (B, J, 2)`."""
+    centers = (torch.arange(size, device=joints.device, dtype=joints.dtype) + 0.5) / size
+    dx = (centers[None, None, None, :] - joints[..., 0, None, None]) * size
+    dy = (centers[None, None, :, None] - joints[..., 1, None, None]) * size
+    heat = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2))
+    return heat / heat.sum(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
+
+
+def _masked_mean(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of `per_sample (B,)` over samples with mask 1; 0 (with gradient) if none."""
+    return (per_sample * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def hand_object_loss(
+    outputs: TrainingOutputs,
+    batch: dict[str, torch.Tensor],
+    hand_model: HandModel,
+    weights: LossWeights,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss and its terms (floats, for logging) for one batch."""
+    raw = outputs.raw
+    has_mano = batch["has_mano"].to(raw.theta.dtype)
+    has_object = batch["has_object"].to(raw.theta.dtype)
+    terms: dict[str, torch.Tensor] = {}
+
+    if weights.joints_2d:
+        per = (raw.joints_2d - batch["joints_2d"]).pow(2).mean(dim=(1, 2))
+        terms["joints_2d"] = weights.joints_2d * _masked_mean(per, has_mano)
+    if weights.heatmaps:
+        target = gaussian_heatmaps(
+            batch["joints_2d"], outputs.heatmaps.shape[-1], weights.heatmap_sigma
+        )
+        per = (outputs.heatmaps - target).pow(2).sum(dim=(2, 3)).sum(dim=1)
+        terms["heatmaps"] = weights.heatmaps * _masked_mean(per, has_mano)
+    if weights.vertices or weights.joints_3d:
+        pred = hand_model(raw.theta, raw.beta)
+        with torch.no_grad():
+            gt = hand_model(batch["theta"], batch["beta"])
+        if weights.vertices:
+            per = (pred.vertices - gt.vertices).pow(2).mean(dim=(1, 2))
+            terms["vertices"] = weights.vertices * _masked_mean(per, has_mano)
+        if weights.joints_3d:
+            per = (pred.joints - batch["joints_3d"]).pow(2).mean(dim=(1, 2))
+            terms["joints_3d"] = weights.joints_3d * _masked_mean(per, has_mano)
+    if weights.pose:
+        gt_rot = axis_angle_to_matrix(batch["theta"].reshape(-1, 16, 3))
+        per = (outputs.rotations - gt_rot).pow(2).mean(dim=(1, 2, 3))
+        terms["pose"] = weights.pose * _masked_mean(per, has_mano)
+    if weights.shape:
+        per = (raw.beta - batch["beta"]).pow(2).mean(dim=1)
+        terms["shape"] = weights.shape * _masked_mean(per, has_mano)
+
+    if weights.object_points or weights.object_confidence:
+        cells = batch["object_mask"][..., None]  # (B, R, R, 1)
+        target = batch["object_points_2d"][:, None, None]  # (B, 1, 1, 21, 2)
+        delta = raw.object_points - target  # (B, R, R, 21, 2)
+        cell_count = cells.sum(dim=(1, 2, 3)).clamp_min(1.0) * delta.shape[-2]
+        if weights.object_points:
+            per = (delta.abs().sum(-1) * cells).sum(dim=(1, 2, 3)) / cell_count
+            terms["object_points"] = weights.object_points * _masked_mean(per, has_object)
+        if weights.object_confidence:
+            target_conf = torch.exp(-delta.detach().norm(dim=-1))
+            error = raw.object_confidence - target_conf
+            error = error.pow(2) if weights.confidence_squared else error.abs()
+            per = (error * cells).sum(dim=(1, 2, 3)) / cell_count
+            terms["object_confidence"] = weights.object_confidence * _masked_mean(per, has_object)
+
+    total = sum(terms.values(), torch.zeros((), device=raw.theta.device))
+    return total, {name: float(value.detach()) for name, value in terms.items()}

@@ -1,0 +1,202 @@
+"""Synthetic data → dataset → losses → fit (with resume) → eval, on a tiny set."""
+
+import json
+import multiprocessing
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from hoposer.cli import main
+from hoposer.geometry.camera import project
+from hoposer.train.data.dataset import Augmentation, HandObjectDataset, collate
+from hoposer.train.data.ho3d import read_label, to_ho3d_meta
+from hoposer.train.fit import FitOptions, fit
+from hoposer.train.synth import SynthOptions, generate
+from hoposer.train.tensorboard import crc32c
+
+SIZE = 96  # small images keep the suite fast; the lite net takes any multiple of 32
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate(
+        SynthOptions(out=str(root), frames=12, seed=0, size=SIZE, sequence_length=6, workers=1)
+    )
+    generate(SynthOptions(out=str(root), frames=4, seed=1, size=SIZE, split="evaluation",
+                          workers=1))  # fmt: skip
+    return root
+
+
+def test_synthetic_data_is_deterministic_and_in_ho3d_layout(data, tmp_path):
+    ids = (data / "train.txt").read_text().split()
+    assert len(ids) == 12 and (data / "evaluation.txt").is_file()
+    again = tmp_path / "again"
+    generate(SynthOptions(out=str(again), frames=12, seed=0, size=SIZE, sequence_length=6,
+                          workers=1))  # fmt: skip
+    sequence, frame = ids[3].split("/")
+    a = read_label(data, "train", sequence, frame)
+    b = read_label(again, "train", sequence, frame)
+    np.testing.assert_array_equal(a.joints, b.joints)
+    assert a.image_path.read_bytes() == b.image_path.read_bytes()
+
+
+def test_meta_round_trip_through_ho3d_conventions(data, tmp_path):
+    sequence, frame = (data / "train.txt").read_text().split()[0].split("/")
+    label = read_label(data, "train", sequence, frame)
+    meta = to_ho3d_meta(label, object_spec=label.object_name)
+    # HO-3D stores OpenGL coordinates: the hand is in front of the camera at negative z.
+    assert meta["handJoints3D"][:, 2].max() < 0
+    import pickle
+
+    folder = tmp_path / "train" / sequence / "meta"
+    folder.mkdir(parents=True)
+    (folder / f"{frame}.pkl").write_bytes(pickle.dumps(meta))
+    back = read_label(tmp_path, "train", sequence, frame)
+    np.testing.assert_allclose(back.joints, label.joints, atol=1e-12)
+    np.testing.assert_allclose(back.theta, label.theta, atol=1e-12)
+    np.testing.assert_allclose(back.object_R, label.object_R, atol=1e-12)
+
+
+def test_augmented_samples_keep_2d_and_3d_labels_consistent(data):
+    dataset = HandObjectDataset(data, input_size=SIZE, grid_size=16, augmentation=Augmentation())
+    for epoch in range(2):
+        dataset.set_epoch(epoch)
+        sample = dataset[5]
+        K = sample["camera_matrix"].astype(np.float64)
+        joints = sample["joints_3d"] + sample["wrist"]
+        box = sample["hand_box"]
+        pixels = sample["joints_2d"] * (box[2:] - box[:2]) + box[:2]
+        np.testing.assert_allclose(project(joints, K), pixels, atol=1e-2)
+        model = dataset.objects.get(dataset.label(5).object_name)
+        points = project(model.control_points @ sample["object_R"].T + sample["object_t"], K)
+        obox = sample["object_box"]
+        np.testing.assert_allclose(
+            sample["object_points_2d"] * (obox[2:] - obox[:2]) + obox[:2], points, atol=1e-2
+        )
+    # Same (seed, epoch, index) → same sample; another epoch → another draw.
+    dataset.set_epoch(0)
+    first = dataset[5]["image"]
+    assert np.array_equal(first, dataset[5]["image"])
+    dataset.set_epoch(1)
+    assert not np.array_equal(first, dataset[5]["image"])
+
+
+def test_corrupt_files_are_skipped_and_counted(data, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    sequence, frame = (copy / "train.txt").read_text().split()[2].split("/")
+    (copy / "train" / sequence / "rgb" / f"{frame}.jpg").write_bytes(b"garbage")
+    dataset = HandObjectDataset(copy, input_size=SIZE, grid_size=16)
+    batch, skipped = collate([dataset[i] for i in range(4)])
+    assert skipped == 1 and len(batch["image"]) == 3
+
+
+def test_the_object_loss_is_masked_on_samples_without_object_labels(data):
+    from hoposer.model import build_model, get_config
+    from hoposer.model.hand import StandInHand
+    from hoposer.train.losses import LOSS_PRESETS, hand_object_loss
+
+    dataset = HandObjectDataset(data, input_size=SIZE, grid_size=16)
+    batch, _ = collate([dataset[i] for i in range(2)])
+    config = get_config("lite")
+    import dataclasses
+
+    model = build_model(dataclasses.replace(config, input_size=SIZE, roi_size=16))
+    outputs = model(batch["image"], batch["hand_box"], batch["object_box"], True)
+    batch["has_object"] = torch.zeros(2)
+    _, terms = hand_object_loss(outputs, batch, StandInHand(), LOSS_PRESETS["official"])
+    assert terms["object_points"] == 0 and terms["object_confidence"] == 0
+    assert terms["joints_3d"] > 0
+
+
+def _options(data, out, **extra):
+    settings = {"epochs": 2, **extra}
+    return FitOptions(
+        data=str(data), out=str(out), config=str(_tiny_config(out)), batch_size=4,
+        workers=0, hand_model="standin", checkpoint_every=1, device="cpu", **settings,
+    )  # fmt: skip
+
+
+def _tiny_config(folder):
+    import dataclasses
+
+    from hoposer.model import get_config
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder.parent / f"{folder.name}-config.json"
+    config = dataclasses.replace(get_config("lite"), input_size=SIZE, roi_size=16)
+    path.write_text(config.to_json())
+    return path
+
+
+def _train(options):
+    fit(options, progress=False)
+
+
+def test_training_resumes_exactly_after_a_kill(data, tmp_path):
+    import os
+    import signal
+    import time
+
+    reference = fit(_options(data, tmp_path / "straight", epochs=3), progress=False)
+    killed = tmp_path / "killed"
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(target=_train, args=(_options(data, killed, epochs=3),))
+    child.start()
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and child.is_alive():
+        try:
+            if torch.load(killed / "state.pt", weights_only=True)["global_step"] >= 4:
+                break
+        except (FileNotFoundError, RuntimeError, EOFError):
+            pass
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)  # no clean-up: as a crash or a pulled plug
+    child.join()
+    state = torch.load(killed / "state.pt", weights_only=True)
+    assert 4 <= state["global_step"] < 9, "killed too late to test a resume"
+    resumed = fit(_options(data, killed, epochs=3), resume=True, progress=False)
+    assert resumed["epoch"] == reference["epoch"] == 3
+    from hoposer.model.checkpoint import load_checkpoint
+
+    a = load_checkpoint(tmp_path / "straight" / "model.safetensors").state_dict()
+    b = load_checkpoint(killed / "model.safetensors").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+    lines = (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+
+
+def test_eval_writes_metrics_and_a_codalab_submission(data, tmp_path):
+    run = tmp_path / "run"
+    fit(_options(data, run, max_steps=1), progress=False)
+    out = tmp_path / "eval"
+    args = ["train", "eval", "--weights", str(run / "model.safetensors"), "--data", str(data),
+            "--out", str(out), "--workers", "0", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["frames"] == 4
+    assert {"joint_pa_error_mm", "mesh_pa_error_mm", "f5", "f15"} <= set(metrics["hand"])
+    assert "add_0.1d" in metrics["object"]["average"]
+    submission = json.loads((out / "pred.json").read_text())
+    assert len(submission) == 4 and np.asarray(submission[0][0]).shape == (21, 3)
+    assert (out / "pred.zip").is_file() and (out / "pck.png").stat().st_size > 1000
+
+
+def test_a_second_fit_into_the_same_folder_needs_resume(data, tmp_path):
+    run = tmp_path / "run"
+    fit(_options(data, run, max_steps=1), progress=False)
+    from hoposer.errors import HoposerError
+
+    with pytest.raises(HoposerError, match="--resume"):
+        fit(_options(data, run, max_steps=1), progress=False)
+
+
+def test_tensorboard_records_use_crc32c():
+    assert crc32c(b"123456789") == 0xE3069283  # the standard check value
+    assert struct.pack("<I", crc32c(b"")) == b"\x00\x00\x00\x00"
