@@ -11,6 +11,7 @@ import typer
 from hoposer.calib.cli import calib_app
 from hoposer.engine.cli import engine_app
 from hoposer.errors import HoposerError
+from hoposer.stream.cli import register as register_stream_commands
 from hoposer.train.cli import train_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ weights_app = typer.Typer(help="Model weights: import and inspect.", no_args_is_
 app.add_typer(weights_app, name="weights")
 app.add_typer(engine_app, name="engine")
 app.add_typer(calib_app, name="calib")
+register_stream_commands(app)
 app.add_typer(train_app, name="train")
 
 

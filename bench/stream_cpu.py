@@ -1,0 +1,50 @@
+"""Per-stage latency of `hoposer video` on the rendered 640×480 example clip.
+
+    python bench/stream_cpu.py [--frames 90] [--backend auto] [--weights W] [--object SPEC]
+
+Prints the summary's per-stage p50/p99 table (markdown) and the end-to-end frames/s.
+"""
+
+import argparse
+import json
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+from hoposer.stream.example import EXAMPLE_OBJECT, write_example
+from hoposer.stream.run import StreamOptions, run_stream
+
+STAGES = ("detect", "preprocess", "engine", "decode", "stabilize", "publish", "capture_to_publish")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=90)
+    parser.add_argument("--backend", default="auto")
+    parser.add_argument("--weights", default=None)
+    parser.add_argument("--object", default=EXAMPLE_OBJECT)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        clip = write_example(Path(folder) / "clip.mp4", frames=args.frames)
+        summary = run_stream(
+            StreamOptions(
+                source=str(clip), out=str(Path(folder) / "out.mp4"), view=False,
+                backend=args.backend, weights=args.weights, object=args.object, hands="right",
+                progress=False,
+            )
+        )  # fmt: skip
+    print(f"{platform.machine()}, {torch.get_num_threads()} torch threads, {args.frames} frames, "
+          f"backend {args.backend}")  # fmt: skip
+    print("\n| stage | p50 ms | p99 ms |\n| --- | ---: | ---: |")
+    for stage in STAGES:
+        if stage in summary["latency_ms"]:
+            s = summary["latency_ms"][stage]
+            print(f"| {stage} | {s['p50']:.1f} | {s['p99']:.1f} |")
+    print(f"\nend to end: {summary['fps']:.1f} frames/s, dropped {summary['dropped_frames']}")
+    print(json.dumps({k: summary[k] for k in ("frames", "frames_with_hand", "stable_fraction")}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The live/video pipeline: capture, detection, stabilizer, views, writers, ZeroMQ."""

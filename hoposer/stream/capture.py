@@ -1,0 +1,222 @@
+"""Frames from a camera, a video file, an image folder or a stream URL.
+
+Live sources (a camera index, an RTSP/HTTP URL) are read by a thread that keeps only the newest
+frame: a consumer slower than the camera gets the latest image, never a backlog, and the number
+of frames it skipped is counted. Files and folders are read in order, every frame.
+
+Each `Frame` carries its index in the source and the time it was captured
+(`time.perf_counter()`, seconds), so every later stage can measure latency from capture.
+"""
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hoposer.errors import HoposerError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
+
+
+@contextlib.contextmanager
+def _quiet_opencv():
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # silent
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(level)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured image."""
+
+    index: int  #: position in the source (live sources: count of frames the camera delivered)
+    timestamp: float  #: `time.perf_counter()` at capture
+    image: np.ndarray  #: (H, W, 3) uint8 BGR, as OpenCV reads it
+
+
+class Source:
+    """Iterable of frames with a known kind and, for files, a length."""
+
+    live: bool = False
+    fps: float = 30.0
+    size: tuple[int, int] = (0, 0)  #: (width, height)
+    length: int | None = None  #: frame count when known (files, folders)
+    dropped: int = 0  #: frames a live source skipped because the consumer was busy
+
+    def __iter__(self) -> Iterator[Frame]:  # noqa: D105
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device or file."""
+
+
+def open_source(spec: str | int, live: bool = False) -> Source:
+    """Open `spec`: a camera index (`0`), a video file, a folder of images, or a URL.
+
+    With `live`, a video file is played like a camera: at its own frame rate, newest frame only
+    (what `hoposer live --camera clip.mp4` does); otherwise files give every frame in order.
+
+    Raises:
+        HoposerError: the camera, file or folder cannot be opened or holds no frames.
+    """
+    text = str(spec)
+    if text.isdigit():
+        return LiveSource(int(text), f"camera {text}")
+    if text.lower().startswith(_URL_PREFIXES):
+        return LiveSource(text, text)
+    path = Path(text)
+    if path.is_dir():
+        return FolderSource(path)
+    if not path.exists():
+        raise HoposerError(
+            f"{path} does not exist: give a video file, an image folder, a URL or a camera index"
+        )
+    if live:
+        VideoFileSource(path).close()  # same checks and messages as for `video`
+        return LiveSource(str(path), str(path), paced=True)
+    return VideoFileSource(path)
+
+
+class VideoFileSource(Source):
+    """Every frame of a video file, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with _quiet_opencv():
+            self._capture = cv2.VideoCapture(str(path))
+        if not self._capture.isOpened():
+            raise HoposerError(
+                f"cannot read {path} as a video: is it a video file OpenCV can decode?"
+            )
+        ok, first = self._capture.read()
+        if not ok or first is None:
+            self._capture.release()
+            raise HoposerError(f"{path} holds no readable video frames (corrupt or empty file)")
+        self._first = first
+        self.size = (first.shape[1], first.shape[0])
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 30.0
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.length = count if count > 0 else None
+
+    def __iter__(self) -> Iterator[Frame]:  # noqa: D105
+        image, index = self._first, 0
+        while image is not None:
+            yield Frame(index, time.perf_counter(), image)
+            ok, image = self._capture.read()
+            image = image if ok else None
+            index += 1
+
+    def close(self) -> None:  # noqa: D102
+        self._capture.release()
+
+
+class FolderSource(Source):
+    """The images of a folder in name order (unreadable files are an error, not skipped)."""
+
+    def __init__(self, path: Path) -> None:
+        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise HoposerError(f"{path} is a folder with no images ({', '.join(IMAGE_SUFFIXES)})")
+        first = self._read(self.files[0])
+        self.size = (first.shape[1], first.shape[0])
+        self.length = len(self.files)
+
+    @staticmethod
+    def _read(path: Path) -> np.ndarray:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise HoposerError(f"cannot read image {path}")
+        return image
+
+    def __iter__(self) -> Iterator[Frame]:  # noqa: D105
+        for index, path in enumerate(self.files):
+            yield Frame(index, time.perf_counter(), self._read(path))
+
+
+class LiveSource(Source):
+    """A camera or a network stream, read by a thread that keeps only the newest frame."""
+
+    live = True
+
+    def __init__(
+        self, device: int | str, name: str, paced: bool = False, open_timeout_s: float = 10.0
+    ) -> None:
+        self.name = name
+        self.paced = paced
+        with _quiet_opencv():  # OpenCV logs its own warnings for a missing device
+            self._capture = cv2.VideoCapture(device)
+        if not self._capture.isOpened():
+            hint = (
+                "check the index with `ls /dev/video*`"
+                if isinstance(device, int)
+                else "check the URL"
+            )
+            raise HoposerError(f"cannot open {name}: {hint}, or give a video file instead")
+        self._capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 30.0
+        self._lock = threading.Condition()
+        self._latest: Frame | None = None
+        self._taken = -1
+        self._running = True
+        self._ended = False
+        self._delivered = 0
+        self._thread = threading.Thread(target=self._read_loop, name=f"capture {name}", daemon=True)
+        self._thread.start()
+        with self._lock:
+            self._lock.wait_for(lambda: self._latest is not None or self._ended, open_timeout_s)
+            if self._latest is None:
+                self.close()
+                raise HoposerError(
+                    f"{name} opened but delivered no frame in {open_timeout_s:.0f} s"
+                )
+            self.size = (self._latest.image.shape[1], self._latest.image.shape[0])
+
+    def _read_loop(self) -> None:
+        period = 1.0 / self.fps
+        next_due = time.perf_counter()
+        while self._running:
+            if self.paced:  # a file played as a camera delivers frames at its own rate
+                next_due += period
+                time.sleep(max(0.0, next_due - time.perf_counter()))
+            ok, image = self._capture.read()
+            stamp = time.perf_counter()
+            with self._lock:
+                if not ok or image is None:
+                    self._ended = True
+                    self._lock.notify_all()
+                    return
+                self._latest = Frame(self._delivered, stamp, image)
+                self._delivered += 1
+                self._lock.notify_all()
+
+    def __iter__(self) -> Iterator[Frame]:  # noqa: D105
+        while True:
+            with self._lock:
+                self._lock.wait_for(
+                    lambda: self._ended or (self._latest and self._latest.index > self._taken), 1.0
+                )
+                frame = self._latest
+                if frame is None or frame.index <= self._taken:
+                    if self._ended or not self._running:
+                        return
+                    continue
+                self.dropped += frame.index - self._taken - 1
+                self._taken = frame.index
+            yield frame
+
+    def close(self) -> None:  # noqa: D102
+        self._running = False
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2.0)
+        self._capture.release()

@@ -1,0 +1,259 @@
+"""Hand and object boxes for the joint model.
+
+hands: MediaPipe Hands (the palm detector + landmark model shipped inside the mediapipe 0.10.21
+    wheel, so no download). In video mode MediaPipe tracks the hand from its landmarks and runs
+    the palm detector again only when tracking is lost. The hand box is the landmarks' box,
+    expanded like the training crops. MediaPipe labels handedness as if the image were mirrored
+    (a selfie view); frames here are not mirrored unless `selfie=True`, so its label is swapped.
+    Its handedness can be wrong on unusual hands (it reads the featureless palm of the rendered
+    stand-in hand as the back of a left hand): `side="right"|"left"` fixes it when known.
+objects: tracked by pose. The box of frame t is the projection of the object's 3D control
+    points at the pose of frame t − 1; it starts from (and falls back to) the region the grasp
+    makes likely: the hand box pushed toward the fingers. A user-supplied YOLO-format ONNX
+    detector (`onnx:PATH`) replaces that when given.
+"""
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from hoposer.errors import HoposerError
+from hoposer.geometry.camera import project
+from hoposer.geometry.crop import expand_box
+
+HAND_BOX_EXPAND = 1.1  #: as the training crops expand the box of the 2D joints
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes to file descriptor 2 (Python's own errors included)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@dataclass(frozen=True)
+class HandDetection:
+    """One hand found in a frame."""
+
+    box: np.ndarray  #: (4,) [x1, y1, x2, y2] pixels
+    landmarks: np.ndarray  #: (21, 2) MediaPipe's landmarks, pixels (hoposer's order)
+    side: str  #: "right" or "left"
+    score: float
+
+
+class HandDetector(Protocol):
+    """Finds the hand to estimate in an RGB frame."""
+
+    def detect(self, rgb: np.ndarray) -> HandDetection | None:
+        """The most confident hand, or None."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+class MediaPipeHandDetector:
+    """MediaPipe Hands in tracking (video) or single-image mode."""
+
+    def __init__(
+        self,
+        video: bool = True,
+        model_complexity: int = 0,
+        min_detection_confidence: float = 0.5,
+        min_tracking_confidence: float = 0.5,
+        selfie: bool = False,
+        side: str = "auto",
+    ) -> None:
+        with quiet_native_stderr():  # TF Lite / absl start-up chatter
+            import mediapipe as mp
+
+            self._hands = mp.solutions.hands.Hands(
+                static_image_mode=not video,
+                max_num_hands=2,
+                model_complexity=model_complexity,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence,
+            )
+            self._hands.process(np.zeros((64, 64, 3), np.uint8))  # first-call warnings, too
+        if side not in ("auto", "right", "left"):
+            raise HoposerError(f"hand side must be auto, right or left, not {side!r}")
+        self.selfie = selfie
+        self.side = side
+        self._calls = 0
+
+    def detect(self, rgb: np.ndarray) -> HandDetection | None:  # noqa: D102
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
+        if self._calls < 3:  # MediaPipe's graph warns once as tracking first engages
+            with quiet_native_stderr():
+                result = self._hands.process(rgb)
+        else:
+            result = self._hands.process(rgb)
+        self._calls += 1
+        if not result.multi_hand_landmarks:
+            return None
+        height, width = rgb.shape[:2]
+        best = None
+        for landmarks, handedness in zip(
+            result.multi_hand_landmarks, result.multi_handedness, strict=True
+        ):
+            label = handedness.classification[0]
+            points = np.array([[p.x * width, p.y * height] for p in landmarks.landmark])
+            side = label.label.lower()
+            if not self.selfie:
+                side = "left" if side == "right" else "right"
+            if self.side != "auto":  # the user knows which hand is in view
+                side = self.side
+            detection = HandDetection(hand_box_from_landmarks(points), points, side, label.score)
+            if best is None or detection.score > best.score:
+                best = detection
+        return best
+
+    def close(self) -> None:  # noqa: D102
+        self._hands.close()
+
+
+def hand_box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """The network's hand box from 21 landmarks `(21, 2)`: their box, expanded as in training."""
+    box = np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)])
+    return expand_box(box, HAND_BOX_EXPAND)
+
+
+def grasp_box(hand_box: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """Where a grasped object likely is: the hand box moved toward the fingertips.
+
+    With landmarks, the box is centred between the palm and the fingertips and sized like the
+    hand; without, it is the hand box itself (the object overlaps the hand).
+    """
+    hand_box = np.asarray(hand_box, np.float64)
+    if landmarks is None:
+        return hand_box.copy()
+    palm = landmarks[[0, 5, 9, 13, 17]].mean(axis=0)
+    tips = landmarks[[4, 8, 12, 16, 20]].mean(axis=0)
+    center = 0.5 * (palm + tips) + 0.25 * (tips - palm)
+    half = 0.5 * (hand_box[2:] - hand_box[:2])
+    return np.concatenate([center - half, center + half])
+
+
+class PoseTrackedObjectBoxes:
+    """Object boxes from the previous frame's object pose, re-initialised from the hand.
+
+    The box is the projection of the control points at the last good pose (expanded by
+    `margin`); it is dropped, and the grasp box used instead, when PnP failed on the previous
+    frame, when it covers too little of the hand's surroundings (drift), or after `max_age`
+    frames without a good pose.
+    """
+
+    def __init__(self, control_points: np.ndarray, margin: float = 1.15, max_age: int = 5) -> None:
+        self.control_points = np.asarray(control_points, np.float64)
+        self.margin = margin
+        self.max_age = max_age
+        self.pose: tuple[np.ndarray, np.ndarray] | None = None
+        self.age = 0
+
+    def box(
+        self, hand: HandDetection, camera_matrix: np.ndarray, image_size: tuple[int, int]
+    ) -> np.ndarray:
+        """The object box for the current frame."""
+        if self.pose is not None and self.age <= self.max_age:
+            R, t = self.pose
+            points = project(self.control_points @ R.T + t, camera_matrix)
+            box = expand_box(np.concatenate([points.min(0), points.max(0)]), self.margin)
+            if _plausible(box, hand.box, image_size):
+                return box
+        return grasp_box(hand.box, hand.landmarks)
+
+    def update(self, success: bool, R: np.ndarray | None = None, t: np.ndarray | None = None):
+        """Record this frame's PnP result."""
+        if success and R is not None and t is not None and t[2] > 0:
+            self.pose, self.age = (np.asarray(R), np.asarray(t)), 0
+        else:
+            self.age += 1
+            if self.age > self.max_age:
+                self.pose = None
+
+
+def _plausible(box: np.ndarray, hand_box: np.ndarray, image_size: tuple[int, int]) -> bool:
+    """A tracked box is kept only if finite, inside the image and near the hand."""
+    if not np.isfinite(box).all() or (box[2:] - box[:2]).min() < 4:
+        return False
+    width, height = image_size
+    if box[2] < 0 or box[3] < 0 or box[0] > width or box[1] > height:
+        return False
+    hand_side = (hand_box[2:] - hand_box[:2]).max()
+    gap = np.maximum(0, np.maximum(box[:2] - hand_box[2:], hand_box[:2] - box[2:])).max()
+    too_big = (box[2:] - box[:2]).max() > 6 * hand_side
+    return gap < hand_side and not too_big
+
+
+class OnnxObjectDetector:
+    """A user-supplied YOLO-format ONNX detector (v5/v8 style outputs) run with ONNX Runtime.
+
+    Accepts an output of shape `(1, N, 5 + C)` (YOLOv5: box, objectness, class scores) or
+    `(1, 4 + C, N)` (YOLOv8: box, class scores), boxes as centre x, y, width, height in input
+    pixels. The object box is the highest-scoring detection of `class_id` (any class if None)
+    overlapping the hand's surroundings.
+    """
+
+    def __init__(self, path: str | Path, class_id: int | None = None, min_score: float = 0.25):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise HoposerError(f"detector model {path} not found")
+        try:
+            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:  # ORT raises its own exception types for corrupt models
+            raise HoposerError(f"{path} is not a loadable ONNX model: {err}") from None
+        shape = self.session.get_inputs()[0].shape
+        self.input_name = self.session.get_inputs()[0].name
+        self.size = (
+            int(shape[3]) if isinstance(shape[3], int) else 640,
+            int(shape[2]) if isinstance(shape[2], int) else 640,
+        )
+        self.class_id, self.min_score = class_id, min_score
+
+    def detections(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All boxes `(N, 4)` xyxy in frame pixels and their scores `(N,)`."""
+        import cv2
+
+        height, width = rgb.shape[:2]
+        scale = min(self.size[0] / width, self.size[1] / height)
+        resized = cv2.resize(rgb, (round(width * scale), round(height * scale)))
+        canvas = np.full((self.size[1], self.size[0], 3), 114, np.uint8)
+        canvas[: resized.shape[0], : resized.shape[1]] = resized
+        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        out = np.asarray(self.session.run(None, {self.input_name: blob})[0])[0]
+        if out.shape[0] < out.shape[1] and out.shape[0] <= 4 + 1000:  # (4 + C, N): YOLOv8
+            out = out.T
+            boxes, scores = out[:, :4], out[:, 4:]
+        else:
+            boxes, scores = out[:, :4], out[:, 5:] * out[:, 4:5]
+        cls = scores[:, self.class_id] if self.class_id is not None else scores.max(axis=1)
+        keep = cls >= self.min_score
+        xyxy = np.concatenate(
+            [boxes[keep, :2] - boxes[keep, 2:] / 2, boxes[keep, :2] + boxes[keep, 2:] / 2], axis=1
+        )
+        return xyxy / scale, cls[keep]
+
+    def box(self, rgb: np.ndarray, hand: HandDetection) -> np.ndarray | None:
+        """The best detection near the hand, or None."""
+        boxes, scores = self.detections(rgb)
+        best, best_score = None, -1.0
+        for box, score in zip(boxes, scores, strict=True):
+            if _plausible(box, hand.box, (rgb.shape[1], rgb.shape[0])) and score > best_score:
+                best, best_score = box, float(score)
+        return best

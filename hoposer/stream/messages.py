@@ -1,0 +1,133 @@
+"""The published pose message (`pose.schema.json`, version 1), built from one frame's results."""
+
+import json
+import time
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from hoposer.calib.extrinsics import Transform, matrix_to_quat
+
+SCHEMA_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("pose.schema.json")
+
+
+@cache
+def schema() -> dict:
+    """The JSON Schema every message follows."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+CAMERA_FRAME = "camera"
+
+
+def camera_frame() -> Transform:
+    """The identity: poses stay in the camera (OpenCV optical) frame."""
+    return Transform(CAMERA_FRAME, CAMERA_FRAME, np.zeros(3), np.array([0.0, 0.0, 0.0, 1.0]))
+
+
+def _move(transform: Transform, R: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A pose (R, t) of some body in the camera frame, expressed in `transform.parent`."""
+    rotation = transform.rotation
+    return rotation @ R, rotation @ t + transform.translation
+
+
+def quaternion_xyzw(R: np.ndarray) -> list[float]:
+    """A rotation matrix as a unit quaternion [qx, qy, qz, qw] with qw ≥ 0."""
+    return [float(v) for v in matrix_to_quat(np.asarray(R, np.float64))]
+
+
+def _pose(R: np.ndarray, t: np.ndarray) -> dict:
+    return {
+        "position": [float(v) for v in t],
+        "rotation": [[float(v) for v in row] for row in R],
+        "quaternion": quaternion_xyzw(R),
+    }
+
+
+def _list(x: np.ndarray) -> list:
+    return np.round(np.asarray(x, np.float64), 6).tolist()
+
+
+def hand_payload(
+    side: str,
+    joints: np.ndarray,
+    joints_2d: np.ndarray,
+    theta: np.ndarray,
+    beta: np.ndarray,
+    wrist_rotation: np.ndarray,
+    reprojection_px: float,
+    detector_score: float,
+    transform: Transform,
+) -> dict:
+    """The `hand` member (3D quantities moved into the transform's frame)."""
+    R, t = _move(transform, wrist_rotation, joints[0])
+    return {
+        "side": side,
+        "joints": _list(transform.apply(joints)),
+        "joints_2d": _list(joints_2d),
+        "theta": _list(theta),
+        "beta": _list(beta),
+        "wrist": _pose(R, t),
+        "reprojection_px": float(reprojection_px),
+        "detector_score": float(detector_score),
+    }
+
+
+def object_payload(
+    name: str,
+    found: bool,
+    R: np.ndarray | None,
+    t: np.ndarray | None,
+    inliers: int,
+    reprojection_px: float | None,
+    reason: str,
+    transform: Transform,
+) -> dict:
+    """The `object` member."""
+    pose = None
+    if found and R is not None and t is not None:
+        pose = _pose(*_move(transform, R, t))
+    finite = reprojection_px is not None and np.isfinite(reprojection_px)
+    return {
+        "name": name,
+        "found": bool(found and pose is not None),
+        "pose": pose,
+        "inliers": int(inliers),
+        "reprojection_px": float(reprojection_px) if finite else None,
+        "reason": reason,
+    }
+
+
+def pose_message(
+    frame_index: int,
+    capture_time: float,
+    camera_id: str,
+    reference_frame: str,
+    hand: dict | None,
+    obj: dict | None,
+    stable: bool,
+    held: bool,
+    age_frames: int,
+    flags: tuple[str, ...] | list[str],
+    latency_ms: dict[str, float],
+) -> dict:
+    """One message. `capture_time` is Unix time in seconds."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "frame_index": int(frame_index),
+        "capture_time": float(capture_time),
+        "publish_time": time.time(),
+        "camera_id": camera_id,
+        "reference_frame": reference_frame,
+        "hand": hand,
+        "object": obj,
+        "stability": {
+            "stable": bool(stable),
+            "held": bool(held),
+            "age_frames": int(age_frames),
+            "flags": list(flags),
+        },
+        "latency_ms": {k: round(float(v), 3) for k, v in latency_ms.items()},
+    }

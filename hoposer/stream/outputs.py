@@ -1,0 +1,74 @@
+"""What `hoposer video` writes: the annotated video, one JSON message per frame, a summary.
+
+Each file is written under a temporary name beside its destination and renamed when complete,
+so an interrupted run never leaves a truncated file under the final name.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hoposer.errors import HoposerError
+from hoposer.io import write_text_atomic
+
+
+def check_writable(out: Path) -> None:
+    """Fail early, with one line, when `out` cannot be written."""
+    if out.is_dir():
+        raise HoposerError(f"--out {out} is a directory: give a file name such as result.mp4")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise HoposerError(f"cannot write {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise HoposerError(f"cannot write {out}: folder {parent} is not writable")
+    if out.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
+        raise HoposerError(f"--out {out}: use a video file name ending in .mp4, .avi, .mkv or .mov")
+
+
+class VideoOutputs:
+    """Annotated video + `<stem>.jsonl` + `<stem>.summary.json`, all renamed on `close()`."""
+
+    def __init__(self, out: str | Path, fps: float) -> None:
+        self.out = Path(out)
+        check_writable(self.out)
+        self.jsonl = self.out.with_suffix(".jsonl")
+        self.summary = self.out.with_name(self.out.stem + ".summary.json")
+        self._tmp_video = self.out.with_name(f".{self.out.stem}.partial{self.out.suffix}")
+        self._tmp_jsonl = self.jsonl.with_name(f".{self.jsonl.name}.partial")
+        self._lines = open(self._tmp_jsonl, "w", encoding="utf-8")  # noqa: SIM115
+        self.fps = fps
+        self._writer: cv2.VideoWriter | None = None
+        self.frames = 0
+
+    def write(self, image: np.ndarray, message: dict) -> None:
+        """Append one annotated frame (BGR) and its message."""
+        if self._writer is None:
+            fourcc = cv2.VideoWriter_fourcc(*("mp4v" if self.out.suffix != ".avi" else "MJPG"))
+            height, width = image.shape[:2]
+            self._writer = cv2.VideoWriter(str(self._tmp_video), fourcc, self.fps, (width, height))
+            if not self._writer.isOpened():
+                raise HoposerError(f"OpenCV cannot write {self.out.suffix} video to {self.out}")
+        self._writer.write(image)
+        self._lines.write(json.dumps(message, separators=(",", ":")) + "\n")
+        self.frames += 1
+
+    def close(self, summary: dict) -> None:
+        """Finish: flush, rename into place, write the summary."""
+        if self._writer is not None:
+            self._writer.release()
+        self._lines.close()
+        if self.frames:
+            os.replace(self._tmp_video, self.out)
+        os.replace(self._tmp_jsonl, self.jsonl)
+        write_text_atomic(self.summary, json.dumps(summary, indent=2) + "\n")
+
+    def abort(self) -> None:
+        """Remove the partial files (an error or Ctrl-C before the end)."""
+        if self._writer is not None:
+            self._writer.release()
+        self._lines.close()
+        for path in (self._tmp_video, self._tmp_jsonl):
+            path.unlink(missing_ok=True)

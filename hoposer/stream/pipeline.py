@@ -1,0 +1,268 @@
+"""One frame in, one pose message out: detect → crop → engine → decode → stabilize.
+
+`FrameProcessor` holds the per-stream state (detector tracking, object tracking, stabilizer) and
+turns a captured frame into a `FrameResult`: the message to publish/write plus what the views
+draw. It times every stage. The threads and I/O around it live in `run.py`.
+
+Left hands: the model is a right-hand model. A left hand is handled in the mirror image
+(x → W − x): mirroring the frame is the same as mirroring the scene in the camera frame
+(X → −X) with the principal point moved to W − cx, so the whole chain (crop, network, hand
+placement, PnP) runs unchanged on the mirrored frame; the results are mirrored back (joints and
+vertices X → −X, θ's axis-angle triplets (x, y, z) → (x, −y, −z), object pose M·R·M, M·t).
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from hoposer.calib.extrinsics import Transform
+from hoposer.decode import FramePose, decode
+from hoposer.errors import HoposerError
+from hoposer.geometry.crop import Crop, crop_around
+from hoposer.geometry.rotations import axis_angle_to_matrix
+from hoposer.model.hand import HandModel
+from hoposer.stream.capture import Frame
+from hoposer.stream.detect import HandDetection, HandDetector, PoseTrackedObjectBoxes
+from hoposer.stream.messages import camera_frame, hand_payload, object_payload, pose_message
+from hoposer.stream.stabilizer import HandEstimate, Stabilizer, StabilizerOptions, Verdict
+
+CROP_EXPAND = 1.5  #: as the training crops (hoposer.train.data.dataset)
+MIRROR = np.diag([-1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """The object being tracked: its name, mesh (for drawing) and control points."""
+
+    name: str
+    control_points: np.ndarray  #: (21, 3) object frame, metres
+    vertices: np.ndarray  #: (N, 3)
+    faces: np.ndarray  #: (F, 3)
+
+
+@dataclass
+class FrameResult:
+    """Everything one frame produced."""
+
+    frame: Frame
+    message: dict
+    detection: HandDetection | None = None
+    object_box: np.ndarray | None = None
+    pose: FramePose | None = None  #: this frame's decoded estimate (camera frame, unmirrored)
+    verdict: Verdict | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def default_camera_matrix(width: int, height: int, horizontal_fov_deg: float = 60.0) -> np.ndarray:
+    """Intrinsics of an ideal camera with the given horizontal field of view."""
+    f = (width / 2) / np.tan(np.radians(horizontal_fov_deg) / 2)
+    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+
+
+def mirror_theta(theta: np.ndarray) -> np.ndarray:
+    """θ of the mirror-image hand: each axis-angle (x, y, z) → (x, −y, −z)."""
+    out = np.asarray(theta, np.float64).reshape(16, 3).copy()
+    out[:, 1:] *= -1
+    return out.reshape(48)
+
+
+class FrameProcessor:
+    """Per-stream state and the per-frame computation."""
+
+    def __init__(
+        self,
+        backend,
+        hand_model: HandModel,
+        detector: HandDetector,
+        camera_matrix: np.ndarray,
+        object_spec: ObjectSpec | None = None,
+        object_detector=None,
+        stabilizer: StabilizerOptions | None = None,
+        transform: Transform | None = None,
+        camera_id: str = "camera",
+        undistort: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.hand_model = hand_model
+        self.detector = detector
+        self.K = np.asarray(camera_matrix, np.float64)
+        self.object_spec = object_spec
+        self.object_detector = object_detector
+        self.objects = (
+            PoseTrackedObjectBoxes(object_spec.control_points, margin=1.0) if object_spec else None
+        )
+        self.stabilizer = Stabilizer(stabilizer)
+        self.transform = transform or camera_frame()
+        self.camera_id = camera_id
+        self.undistort_maps = undistort
+        # perf_counter → Unix time, for the message timestamps
+        self._clock_offset = time.time() - time.perf_counter()
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Run one frame through every stage."""
+        timings: dict[str, float] = {}
+        tick = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal tick
+            now = time.perf_counter()
+            timings[name] = (now - tick) * 1e3
+            tick = now
+
+        timings["capture_wait"] = (tick - frame.timestamp) * 1e3
+        image = frame.image
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise HoposerError(f"frame {frame.index} is not a colour image ({image.shape})")
+        if self.undistort_maps is not None:
+            image = cv2.remap(image, *self.undistort_maps, cv2.INTER_LINEAR)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        detection = self.detector.detect(rgb)
+        lap("detect")
+        if detection is None:
+            verdict = self.stabilizer.no_hand()
+            return self._result(frame, timings, None, None, None, verdict, rgb.shape)
+
+        height, width = rgb.shape[:2]
+        object_box = self._object_box(rgb, detection)
+        left = detection.side == "left"
+        K, hand_box, obj_box, work = self.K, detection.box, object_box, rgb
+        if left:  # run the right-hand model on the mirror image
+            work = rgb[:, ::-1]
+            K = self.K.copy()
+            K[0, 2] = width - self.K[0, 2]
+            hand_box, obj_box = _mirror_box(hand_box, width), _mirror_box(object_box, width)
+        size = self.backend.input_size
+        crop = crop_around([hand_box, obj_box], size, (width, height), expand=CROP_EXPAND)
+        crop = Crop(crop.center, crop.side, size)
+        pixels = crop.warp(np.ascontiguousarray(work))
+        images = pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        crop_hand = _box_in_crop(crop, hand_box)
+        crop_object = _box_in_crop(crop, obj_box)
+        lap("preprocess")
+        raw = self.backend.run(images, crop_hand[None], crop_object[None])
+        lap("engine")
+        pose = decode(
+            raw,
+            crop.camera(K),
+            crop_hand[None],
+            crop_object[None],
+            self.hand_model,
+            self.object_spec.control_points if self.object_spec else None,
+        )[0]
+        pose = _to_frame(pose, crop, width, left)
+        lap("decode")
+        if self.objects is not None and pose.object is not None:
+            self.objects.update(pose.object.success, pose.object.R, pose.object.t)
+        verdict = self.stabilizer.update(
+            HandEstimate(
+                joints_2d=pose.hand.joints_2d,
+                joints=pose.hand.joints,
+                theta=pose.hand.theta,
+                beta=pose.hand.beta,
+                vertices=pose.hand.vertices,
+                hand_box=detection.box,
+            ),
+            frame.timestamp,
+        )
+        lap("stabilize")
+        return self._result(frame, timings, detection, object_box, pose, verdict, rgb.shape)
+
+    def _object_box(self, rgb: np.ndarray, detection: HandDetection) -> np.ndarray:
+        if self.object_detector is not None:
+            box = self.object_detector.box(rgb, detection)
+            if box is not None:
+                return box
+        if self.objects is not None:
+            return self.objects.box(detection, self.K, (rgb.shape[1], rgb.shape[0]))
+        from hoposer.stream.detect import grasp_box
+
+        return grasp_box(detection.box, detection.landmarks)
+
+    def _result(self, frame, timings, detection, object_box, pose, verdict, shape) -> FrameResult:
+        hand = None
+        if verdict.hand is not None:
+            published = verdict.hand
+            side = detection.side if detection is not None else "right"
+            wrist_R = axis_angle_to_matrix(
+                _tensor(published.theta[:3])
+            ).numpy()  # global rotation = wrist orientation
+            reprojection = pose.hand.reprojection_px if pose is not None else float("nan")
+            hand = hand_payload(
+                side,
+                published.joints,
+                published.joints_2d,
+                published.theta,
+                published.beta,
+                wrist_R,
+                reprojection if np.isfinite(reprojection) else -1.0,
+                detection.score if detection is not None else 0.0,
+                self.transform,
+            )
+        obj = None
+        if self.object_spec is not None and pose is not None and pose.object is not None:
+            o = pose.object
+            obj = object_payload(
+                self.object_spec.name,
+                o.success,
+                o.R,
+                o.t,
+                o.inliers,
+                o.reprojection_px,
+                o.reason,
+                self.transform,
+            )
+        timings["total"] = (time.perf_counter() - frame.timestamp) * 1e3
+        message = pose_message(
+            frame_index=frame.index,
+            capture_time=frame.timestamp + self._clock_offset,
+            camera_id=self.camera_id,
+            reference_frame=self.transform.parent,
+            hand=hand,
+            obj=obj,
+            stable=verdict.stable,
+            held=verdict.held,
+            age_frames=verdict.age_frames,
+            flags=verdict.flags,
+            latency_ms=timings,
+        )
+        return FrameResult(frame, message, detection, object_box, pose, verdict, timings)
+
+
+def _tensor(x: np.ndarray):
+    import torch
+
+    return torch.as_tensor(np.asarray(x, np.float64))
+
+
+def _mirror_box(box: np.ndarray, width: int) -> np.ndarray:
+    return np.array([width - box[2], box[1], width - box[0], box[3]], np.float64)
+
+
+def _box_in_crop(crop: Crop, box: np.ndarray) -> np.ndarray:
+    corners = crop.apply(np.asarray(box, np.float64).reshape(2, 2))
+    return np.concatenate([corners.min(axis=0), corners.max(axis=0)]).astype(np.float32)
+
+
+def _to_frame(pose: FramePose, crop: Crop, width: int, mirrored: bool) -> FramePose:
+    """Map a pose decoded in the (possibly mirrored) crop back to the original frame."""
+    from dataclasses import replace
+
+    joints_2d = crop.invert(pose.hand.joints_2d)
+    hand = replace(pose.hand, joints_2d=joints_2d)
+    obj = pose.object
+    if mirrored:
+        joints_2d = joints_2d.copy()
+        joints_2d[:, 0] = width - joints_2d[:, 0]
+        hand = replace(
+            hand,
+            joints_2d=joints_2d,
+            joints=pose.hand.joints @ MIRROR,
+            vertices=pose.hand.vertices @ MIRROR,
+            theta=mirror_theta(pose.hand.theta),
+            translation=MIRROR @ pose.hand.translation,
+        )
+        if obj is not None and obj.success:
+            obj = replace(obj, R=MIRROR @ obj.R @ MIRROR, t=MIRROR @ obj.t)
+    return FramePose(hand, obj)

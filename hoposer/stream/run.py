@@ -1,0 +1,350 @@
+"""`hoposer live` and `hoposer video`: the pipeline around `FrameProcessor`.
+
+Threads: a live source captures in its own thread (newest frame only); the main thread runs
+detect → engine → decode → stabilize → publish for each frame; the view, when on, runs in its own
+thread at its own rate on the newest result, so drawing never slows inference. In `video` mode
+every frame is processed and written, in order.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hoposer.errors import HoposerError
+from hoposer.stream.stabilizer import StabilizerOptions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite-synthetic.safetensors"
+STAGES = ("capture_wait", "detect", "preprocess", "engine", "decode", "stabilize", "publish")
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Everything `live` and `video` take (see the CLI for each option's meaning)."""
+
+    source: str
+    live: bool = False
+    out: str | None = None
+    panel: bool = False
+    view: bool = True
+    backend: str = "auto"
+    weights: str | None = None
+    onnx: str | None = None
+    plan: str | None = None
+    device: str | None = None
+    precision: str = "fp32"
+    compile: bool = False
+    hand_model: str = "auto"
+    mano_dir: str | None = None
+    object: str | None = "box:0.06x0.06x0.06"
+    object_name: str | None = None
+    detector: str = "mediapipe"
+    camera_info: str | None = None
+    fov_deg: float = 60.0
+    extrinsics: str | None = None
+    publish: str | None = None
+    allow_remote: bool = False
+    curve_secret: str | None = None
+    curve_clients: str | None = None
+    selfie: bool = False
+    hands: str = "auto"
+    max_frames: int | None = None
+    stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
+    progress: bool = True
+
+
+def _camera(options: StreamOptions, size: tuple[int, int]):
+    """Intrinsics of the processed image and undistortion maps (None when not needed)."""
+    width, height = size
+    if options.camera_info is None:
+        from hoposer.stream.pipeline import default_camera_matrix
+
+        log.warning(
+            "no --camera-info: assuming a %.0f° horizontal field of view and no distortion; "
+            "metric positions will be off by the error in that guess (run `hoposer calib camera`)",
+            options.fov_deg,
+        )
+        return default_camera_matrix(width, height, options.fov_deg), None
+    from hoposer.calib.camera_info import read_camera_info
+
+    info = read_camera_info(options.camera_info).scaled_to(width, height)
+    if not np.any(info.D):
+        return info.K, None
+    new_K = info.P[:, :3]
+    if info.fisheye:
+        maps = cv2.fisheye.initUndistortRectifyMap(
+            info.K, info.D[:4], np.eye(3), new_K, (width, height), cv2.CV_16SC2
+        )
+    else:
+        maps = cv2.initUndistortRectifyMap(
+            info.K, info.D, np.eye(3), new_K, (width, height), cv2.CV_16SC2
+        )
+    return new_K, maps
+
+
+def _transform(options: StreamOptions):
+    from hoposer.calib.extrinsics import read_transform
+    from hoposer.stream.messages import camera_frame
+
+    if options.extrinsics is None:
+        return camera_frame()
+    return read_transform(options.extrinsics)
+
+
+def _object_spec(options: StreamOptions):
+    if options.object is None:
+        return None
+    from hoposer.geometry.control_points import object_mesh
+    from hoposer.stream.pipeline import ObjectSpec
+
+    mesh = object_mesh(options.object)
+    name = options.object_name or (
+        Path(options.object).stem
+        if not options.object.startswith(("box:", "cylinder:"))
+        else options.object
+    )
+    return ObjectSpec(name, mesh.control_points, mesh.vertices, mesh.faces)
+
+
+def _backend(options: StreamOptions):
+    from hoposer.engine.backends import BackendOptions, open_backend
+
+    weights = options.weights
+    if weights is None and options.onnx is None and options.plan is None:
+        if not DEFAULT_WEIGHTS.is_file():
+            raise HoposerError(
+                f"the default weights {DEFAULT_WEIGHTS} are missing from this install: pass "
+                "--weights FILE"
+            )
+        weights = str(DEFAULT_WEIGHTS)
+    trained_with = None
+    if weights is not None:
+        from hoposer.model.checkpoint import read_checkpoint_info
+
+        trained_with = read_checkpoint_info(weights).metadata.get("hand_model")
+    backend = open_backend(
+        options.backend,
+        weights=weights,
+        onnx=options.onnx,
+        plan=options.plan,
+        device=options.device,
+        options=BackendOptions(precision=options.precision, compile=options.compile),
+    )
+    return backend, trained_with
+
+
+def _detectors(options: StreamOptions):
+    from hoposer.stream.detect import MediaPipeHandDetector, OnnxObjectDetector
+
+    object_detector = None
+    if options.detector.startswith("onnx:"):
+        object_detector = OnnxObjectDetector(options.detector.removeprefix("onnx:"))
+    elif options.detector != "mediapipe":
+        raise HoposerError(
+            f"unknown --detector {options.detector!r}: use mediapipe or onnx:PATH (a YOLO-format "
+            "object detector; hands always come from MediaPipe)"
+        )
+    hands = MediaPipeHandDetector(video=True, selfie=options.selfie, side=options.hands)
+    return hands, object_detector
+
+
+class LatestResult:
+    """A one-slot mailbox: writers replace, the reader takes the newest (drop-oldest)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item = None
+        self._version = 0
+        self.closed = False
+
+    def put(self, item) -> None:  # noqa: D102
+        with self._cond:
+            self._item, self._version = item, self._version + 1
+            self._cond.notify_all()
+
+    def take(self, after: int, timeout: float = 0.1):
+        """The newest item newer than version `after`, as (version, item), or None on timeout."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._version > after or self.closed, timeout)
+            if self._version > after:
+                return self._version, self._item
+            return None
+
+    def close(self) -> None:  # noqa: D102
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+def run_stream(options: StreamOptions) -> dict:
+    """Run `live` or `video`; returns the summary (also written beside `--out`)."""
+    from hoposer.model.hand import hand_model_for_weights
+    from hoposer.stream.capture import open_source
+    from hoposer.stream.outputs import VideoOutputs, check_writable
+    from hoposer.stream.pipeline import FrameProcessor
+
+    if options.out is not None:
+        check_writable(Path(options.out))
+    source = open_source(options.source, live=options.live)
+    resources: list = [source]
+    outputs = None
+    try:
+        K, maps = _camera(options, source.size)
+        object_spec = _object_spec(options)
+        transform = _transform(options)
+        publisher = _publisher(options)
+        if publisher is not None:
+            resources.append(publisher)
+        backend, trained_with = _backend(options)
+        hand_model = hand_model_for_weights(trained_with, options.hand_model, options.mano_dir)
+        detector, object_detector = _detectors(options)
+        resources.append(detector)
+        processor = FrameProcessor(
+            backend,
+            hand_model,
+            detector,
+            K,
+            object_spec=object_spec,
+            object_detector=object_detector,
+            stabilizer=options.stabilizer,
+            transform=transform,
+            camera_id=str(options.source),
+            undistort=maps,
+        )
+        if options.out is not None:
+            outputs = VideoOutputs(options.out, source.fps)
+        viewer = None
+        if options.view:
+            from hoposer.stream.view import Viewer
+
+            viewer = Viewer(K, hand_model.faces, object_spec)
+            resources.append(viewer)
+        summary = _loop(options, source, processor, publisher, outputs, viewer, K, object_spec)
+        if outputs is not None:
+            outputs.close(summary)
+            outputs = None
+        return summary
+    finally:
+        if outputs is not None:
+            outputs.abort()
+        for resource in reversed(resources):
+            resource.close()
+
+
+def _publisher(options: StreamOptions):
+    if options.publish is None:
+        return None
+    from hoposer.stream.publish import CurveKeys, PosePublisher
+
+    curve = None
+    if options.curve_secret is not None:
+        curve = CurveKeys(
+            Path(options.curve_secret),
+            authorized=Path(options.curve_clients) if options.curve_clients else None,
+        )
+    return PosePublisher(options.publish, options.allow_remote, curve)
+
+
+def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec) -> dict:
+    from hoposer.stream.annotate import annotate, render_panel
+
+    timings: dict[str, list[float]] = {}
+    frames = with_hand = stable = 0
+    started = time.perf_counter()
+    total = source.length if not options.live else None
+    if options.max_frames is not None:
+        total = min(total, options.max_frames) if total else options.max_frames
+    bar = _progress(options.progress, total)
+    faces = processor.hand_model.faces
+    mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
+    try:
+        for frame in source:
+            result = processor.process(frame)
+            latency = result.message["latency_ms"]
+            latency["capture_to_publish"] = round((time.perf_counter() - frame.timestamp) * 1e3, 3)
+            tick = time.perf_counter()
+            if publisher is not None:
+                publisher.publish(result.message)
+            latency["publish"] = round((time.perf_counter() - tick) * 1e3, 3)
+            frames += 1
+            with_hand += result.detection is not None
+            stable += result.message["stability"]["stable"]
+            for name, value in result.message["latency_ms"].items():
+                timings.setdefault(name, []).append(value)
+            fps = frames / max(time.perf_counter() - started, 1e-9)
+            if outputs is not None:
+                image = annotate(
+                    result, K, object_spec.control_points if object_spec else None, fps
+                )
+                if options.panel:
+                    side = render_panel(result, faces, mesh, (image.shape[0], image.shape[0]))
+                    image = np.concatenate([image, side], axis=1)
+                outputs.write(image, result.message)
+            if viewer is not None:
+                viewer.offer(result, fps)
+                if viewer.quit_requested:
+                    break
+            bar(frames, fps)
+            if options.max_frames is not None and frames >= options.max_frames:
+                break
+    except KeyboardInterrupt:
+        log.warning("interrupted after %d frames", frames)
+    finally:
+        bar(None, 0.0)
+    elapsed = time.perf_counter() - started
+    return {
+        "source": str(options.source),
+        "frames": frames,
+        "frames_with_hand": with_hand,
+        "stable_fraction": stable / frames if frames else 0.0,
+        "fps": frames / elapsed if elapsed > 0 else 0.0,
+        "dropped_frames": source.dropped,
+        "published": publisher.sent if publisher is not None else 0,
+        "publish_dropped": publisher.dropped if publisher is not None else 0,
+        "latency_ms": {
+            name: {
+                "p50": float(np.percentile(values, 50)),
+                "p90": float(np.percentile(values, 90)),
+                "p99": float(np.percentile(values, 99)),
+                "mean": float(np.mean(values)),
+                "frames": len(values),
+            }
+            for name, values in timings.items()
+        },
+    }
+
+
+def _progress(enabled: bool, total: int | None):
+    if not enabled:
+        return lambda *args: None
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn("frames"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.1f} frames/s"),
+        TimeRemainingColumn(),
+    )
+    task = bar.add_task("stream", total=total, fps=0.0)
+    bar.start()
+
+    def update(done, fps):
+        if done is None:
+            bar.stop()
+            return
+        bar.update(task, completed=done, fps=fps)
+
+    return update

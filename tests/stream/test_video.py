@@ -1,0 +1,148 @@
+"""`hoposer video` and `hoposer live` end to end: real MediaPipe, real model, real files."""
+
+import json
+import socket
+import threading
+
+import cv2
+import jsonschema
+import numpy as np
+import pytest
+
+from hoposer.cli import main
+from hoposer.geometry.camera import project
+from hoposer.stream.detect import MediaPipeHandDetector
+from hoposer.stream.example import example_camera, render_example, write_example
+from hoposer.stream.messages import schema
+from hoposer.stream.publish import PoseSubscriber
+
+FRAMES = 10
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_example(tmp_path_factory.mktemp("clip") / "hand.mp4", frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def empty_clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "nohand.mp4"
+    return write_example(path, frames=6, with_hand=False)
+
+
+def read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            return frames
+        frames.append(image)
+
+
+def test_video_writes_annotated_video_poses_and_summary(clip, tmp_path, capsys):
+    out = tmp_path / "result.mp4"
+    code = main(["video", str(clip), "--out", str(out), "--hands", "right", "--panel",
+                 "--object", "box:0.05x0.05x0.05"])  # fmt: skip
+    assert code == 0
+    frames = read_video(out)
+    assert len(frames) == FRAMES
+    assert frames[0].shape == (480, 640 + 480, 3)  # the frame and the square 3D panel
+    messages = [json.loads(line) for line in (tmp_path / "result.jsonl").read_text().splitlines()]
+    assert [m["frame_index"] for m in messages] == list(range(FRAMES))
+    for m in messages:
+        jsonschema.validate(m, schema())
+    with_hand = [m for m in messages if m["hand"] is not None]
+    assert len(with_hand) >= FRAMES // 2  # MediaPipe finds the rendered hand
+    for m in with_hand:
+        assert m["hand"]["side"] == "right" and len(m["hand"]["joints"]) == 21
+        assert m["object"]["name"] == "box:0.05x0.05x0.05"
+    summary = json.loads((tmp_path / "result.summary.json").read_text())
+    assert summary["frames"] == FRAMES
+    assert {"detect", "engine", "decode", "capture_to_publish"} <= set(summary["latency_ms"])
+    assert not list(tmp_path.glob(".*partial*"))  # temporary files renamed away
+    assert "frames/s" in capsys.readouterr().out
+
+
+def test_a_clip_without_a_hand_gives_null_hands_and_exit_0(empty_clip, tmp_path):
+    out = tmp_path / "empty.mp4"
+    assert main(["video", str(empty_clip), "--out", str(out)]) == 0
+    messages = [json.loads(line) for line in (tmp_path / "empty.jsonl").read_text().splitlines()]
+    assert len(messages) == 6
+    assert all(m["hand"] is None and m["stability"]["flags"] == ["no_hand"] for m in messages)
+    assert len(read_video(out)) == 6
+
+
+def test_live_plays_a_file_as_a_camera_and_publishes_over_zeromq(clip):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = f"tcp://127.0.0.1:{port}"
+    received = []
+
+    def listen():
+        with PoseSubscriber(endpoint) as subscriber:
+            while (m := subscriber.receive(timeout_s=20)) is not None:
+                received.append(m)
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    code = main(["live", "--camera", str(clip), "--no-view", "--publish", endpoint,
+                 "--hands", "right", "--max-frames", "6"])  # fmt: skip
+    listener.join(timeout=30)
+    assert code == 0
+    assert received, "the subscriber got no message"
+    for m in received:
+        jsonschema.validate(m, schema())
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["video", "missing.mp4", "--out", "o.mp4"], "does not exist"),
+        (["video", "{corrupt}", "--out", "o.mp4"], "cannot read"),
+        (["video", "{folder}", "--out", "o.mp4"], "no images"),
+        (["video", "{clip}", "--out", "{folder}"], "is a directory"),
+        (["video", "{clip}", "--out", "/proc/nope/o.mp4"], "does not exist"),
+        (["video", "{clip}", "--out", "o.mp4", "--camera-info", "{bad_yaml}"], "camera"),
+        (["live", "--camera", "42", "--no-view"], "cannot open camera 42"),
+        (["video", "{clip}", "--out", "o.mp4", "--object", "sphere:1"], "box:"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, expected, clip, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"not a video" * 100)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    bad_yaml = tmp_path / "cam.yaml"
+    bad_yaml.write_text("image_width: 640\ncamera_matrix: {rows: 2}\n")
+    names = {"corrupt": corrupt, "folder": folder, "clip": clip, "bad_yaml": bad_yaml}
+    code = main([a.format(**names) for a in args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("hoposer: error:") and "\n" not in err and "Traceback" not in err
+    assert expected in err
+
+
+def test_mediapipe_finds_the_rendered_hand_and_nothing_in_an_empty_image():
+    images, truth = render_example(frames=12)
+    K = example_camera(640, 480)
+    detector = MediaPipeHandDetector(video=True)
+    try:
+        assert detector.detect(np.full((480, 640, 3), 128, np.uint8)) is None
+        boxes = [detector.detect(cv2.cvtColor(im, cv2.COLOR_BGR2RGB)) for im in images]
+    finally:
+        detector.close()
+    found = [(d, t) for d, t in zip(boxes, truth, strict=True) if d is not None]
+    assert len(found) >= 8
+    for detection, frame in found:
+        joints = project(frame.joints, K)
+        # The box holds the four fingertips (MediaPipe places the stand-in's stubby thumb
+        # short of its tip) and its centre lies on the hand.
+        fingertips = joints[[8, 12, 16, 20]]
+        inside = (fingertips >= detection.box[:2] - 15) & (fingertips <= detection.box[2:] + 15)
+        assert inside.all()
+        center = (detection.box[:2] + detection.box[2:]) / 2
+        assert (center >= joints.min(0)).all() and (center <= joints.max(0)).all()
+        assert detection.landmarks.shape == (21, 2)
