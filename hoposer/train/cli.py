@@ -109,6 +109,13 @@ def fit(
     pseudo_ratio: Annotated[
         float, typer.Option(help="pseudo-labelled samples per labelled sample")
     ] = 1.0,
+    pseudo_filters: Annotated[
+        str,
+        typer.Option(
+            help="which §5.1 constraints select pseudo-labels: all | none | "
+            "no-spatial | no-temporal"
+        ),
+    ] = "all",
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 500,
     max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
     max_minutes: Annotated[
@@ -138,6 +145,7 @@ def fit(
         checkpoint_every=checkpoint_every, max_steps=max_steps, max_minutes=max_minutes,
         max_samples=max_samples,
         augment=augment, device=device, pseudo=list(pseudo or []), pseudo_ratio=pseudo_ratio,
+        pseudo_filters=pseudo_filters,
     )  # fmt: skip
     summary = run_fit(options, resume=resume)
     print(json.dumps(summary, indent=2))
@@ -186,3 +194,47 @@ def _headline(metrics: dict) -> dict:
     if metrics.get("object"):
         out["object"] = metrics["object"]["average"]
     return out
+
+
+@train_app.command("pseudo")
+def pseudo(
+    weights: Annotated[Path, typer.Option(help="trained hoposer checkpoint")],
+    videos: Annotated[
+        Path, typer.Option(help="folder of videos / frame folders, or with annotations.json")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="pseudo-label folder (shards)")],
+    annotations: Annotated[
+        Path | None, typer.Option(help="Something-Else box file (default VIDEOS/annotations.json)")
+    ] = None,
+    videos_per_shard: Annotated[int, typer.Option(help="videos per shard file")] = 8,
+    tta: Annotated[bool, typer.Option(help="8 test-time augmentations (§5.1)")] = True,
+    hand_model: HandModelOpt = "auto",
+    mano_dir: ManoDir = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+) -> None:
+    """Pseudo-label unlabelled videos; resumable, `torchrun` ranks share the shards.
+
+    Writes shard-*.npz with every frame's prediction and §5.1 statistics, then a filter report
+    (report.json, funnel/histogram/example PNGs). Which frames train is chosen by
+    `fit --pseudo DIR --pseudo-filters …`.
+
+    Example: hoposer train pseudo --weights runs/lite/model.safetensors --videos data/videos
+    --out data/pseudo
+    """
+    from hoposer.train.pseudo.generate import PseudoOptions, generate_pseudo_labels
+    from hoposer.train.pseudo.report import write_report
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    options = PseudoOptions(
+        weights=str(weights), videos=str(videos), out=str(out),
+        annotations=str(annotations) if annotations else None,
+        videos_per_shard=videos_per_shard, tta=tta, hand_model=hand_model, mano_dir=mano_dir,
+        device=device,
+    )  # fmt: skip
+    counts = generate_pseudo_labels(options, progress=_count_bar("pseudo-labelling"))
+    from hoposer.train.pseudo.generate import _rank_world
+
+    if _rank_world()[0] == 0:
+        report = write_report(out)
+        counts["funnel"] = report["funnel"]["all"]
+    print(json.dumps(counts, indent=2))

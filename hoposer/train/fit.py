@@ -70,6 +70,7 @@ class FitOptions:
     device: str = "auto"
     pseudo: list[str] = field(default_factory=list)
     pseudo_ratio: float = 1.0
+    pseudo_filters: str = "all"  #: all | none | no-spatial | no-temporal (§5.1, Table 4)
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):

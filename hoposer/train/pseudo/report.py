@@ -1,0 +1,113 @@
+"""The pseudo-label filter report: a funnel per filter variant, histograms, example frames.
+
+Writes into the pseudo-label folder: `report.json` (frames left after each stage, for every
+variant of `select.FILTERS`), `funnel.png`, `histograms.png` (each §5.1 statistic with its
+threshold), and `examples.png` (kept frames on top, rejected below: the predicted 2D joints, and
+dimmed, the 3D joints projected by the frame's fitted weak-perspective camera — where the two
+skeletons disagree, the re-projection constraint bites).
+"""
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hoposer.geometry.camera import fit_weak_perspective, weak_perspective_project
+from hoposer.geometry.consistency import Thresholds
+from hoposer.io import atomic_path, write_text_atomic
+from hoposer.train.pseudo.select import FILTERS, PseudoLabels, load_shards, select
+from hoposer.train.pseudo.videos import read_frame
+
+_LIMITS = {
+    "iou": ("min_iou", "≥"),
+    "reprojection": ("max_reprojection", "≤"),
+    "bone_length": ("min_bone_length", "≥"),
+    "joint_angle": ("max_flexion_deg", "≤"),
+    "joint_motion": ("max_joint_motion", "≤"),
+    "pose_change": ("max_pose_change", "≤"),
+}
+
+
+def write_report(folder: str | Path, thresholds: Thresholds | None = None) -> dict:
+    """Write the report files; returns what `report.json` holds."""
+    folder = Path(folder)
+    thresholds = thresholds or Thresholds()
+    labels = load_shards([folder])
+    funnels = {name: select(labels, name, thresholds)[1] for name in FILTERS}
+    keep, _ = select(labels, "all", thresholds)
+    report = {"frames": len(labels), "videos": int(len(np.unique(labels.video))),
+              "funnel": funnels}  # fmt: skip
+    write_text_atomic(folder / "report.json", json.dumps(report, indent=2) + "\n")
+    _plot(labels, funnels["all"], thresholds, folder)
+    _examples(labels, keep, folder / "examples.png")
+    return report
+
+
+def _plot(labels: PseudoLabels, funnel: dict, thresholds: Thresholds, folder: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(8, 3.5))
+    names = list(funnel)
+    ax.bar(range(len(names)), [funnel[n] for n in names], color="tab:blue")
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("frames")
+    ax.set_title("pseudo-label funnel (all constraints)")
+    figure.tight_layout()
+    _save(figure, folder / "funnel.png")
+    plt.close(figure)
+
+    figure, axes = plt.subplots(2, 3, figsize=(12, 6))
+    for ax, (name, (attribute, sign)) in zip(axes.flat, _LIMITS.items(), strict=True):
+        values = labels.stats[name][np.isfinite(labels.stats[name])]
+        limit = getattr(thresholds, attribute)
+        if len(values):
+            ax.hist(values, bins=40, color="tab:gray")
+        ax.axvline(limit, color="tab:red", label=f"keep {sign} {limit:g}")
+        ax.set_title(name)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, folder / "histograms.png")
+    plt.close(figure)
+
+
+def _save(figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=90)
+
+
+def _examples(labels: PseudoLabels, keep: np.ndarray, path: Path, per_row: int = 4) -> None:
+    rows = []
+    for mask, color in ((keep, (60, 200, 60)), (~keep, (60, 60, 230))):
+        picks = np.flatnonzero(mask)
+        picks = picks[np.linspace(0, len(picks) - 1, min(per_row, len(picks))).astype(int)]
+        tiles = [_tile(labels, i, color) for i in picks if len(picks)]
+        tiles += [np.zeros((192, 192, 3), np.uint8)] * (per_row - len(tiles))
+        rows.append(np.concatenate(tiles, axis=1))
+    ok, png = cv2.imencode(".png", np.concatenate(rows, axis=0))
+    if ok:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(png.tobytes())
+
+
+def _tile(labels: PseudoLabels, i: int, color, size: int = 192) -> np.ndarray:
+    from hoposer.stream.overlay import draw_skeleton
+
+    try:
+        image = read_frame(str(labels.image[i]))
+    except Exception:  # a frame gone since labelling: show an empty tile  # noqa: BLE001
+        return np.zeros((size, size, 3), np.uint8)
+    joints_2d = labels.joints_2d[i]
+    scale, shift = fit_weak_perspective(labels.joints_3d[i], joints_2d)
+    projected = weak_perspective_project(labels.joints_3d[i], scale, shift)
+    draw_skeleton(image, projected, dim=True)
+    draw_skeleton(image, joints_2d)
+    box = labels.hand_box[i]
+    center, side = (box[:2] + box[2:]) / 2, max(box[2:] - box[:2]) * 1.6
+    crop = cv2.getRectSubPix(image, (int(side), int(side)), tuple(center.tolist()))
+    tile = cv2.resize(crop, (size, size))
+    cv2.rectangle(tile, (0, 0), (size - 1, size - 1), color, 3)
+    return tile
