@@ -237,7 +237,9 @@ class OnnxObjectDetector:
         canvas[: resized.shape[0], : resized.shape[1]] = resized
         blob = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
         out = np.asarray(self.session.run(None, {self.input_name: blob})[0])[0]
-        if out.shape[0] < out.shape[1] and out.shape[0] <= 4 + 1000:  # (4 + C, N): YOLOv8
+        if out.ndim != 2 or min(out.shape) == 0:
+            return np.zeros((0, 4)), np.zeros(0)
+        if out.shape[0] < out.shape[1]:  # (4 + C, N): YOLOv8 (anchors outnumber classes)
             out = out.T
             boxes, scores = out[:, :4], out[:, 4:]
         else:
