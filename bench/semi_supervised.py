@@ -95,6 +95,10 @@ def main() -> None:
 
     results = {}
     for name, filters in VARIANTS:
+        kept = report["funnel"][filters]["kept"] if filters else 0
+        if filters and kept == 0:  # nothing passes: this variant is the supervised model
+            results[name] = {**results["supervised"], "pseudo_labels": 0}
+            continue
         run = out / name.replace(" ", "_")
         if not (run / "done").is_file():
             extra = ["--pseudo", str(pseudo), "--pseudo-filters", filters] if filters else []
@@ -109,7 +113,6 @@ def main() -> None:
                     str(test), "--out", str(evaluation), "--device", "cpu", "--hand-model",
                     "standin", "--workers", str(args.workers))  # fmt: skip
         metrics = json.loads((evaluation / "metrics.json").read_text())
-        kept = report["funnel"][filters]["kept"] if filters else 0
         used = min(kept, args.labelled)  # --pseudo-ratio 1.0
         results[name] = {
             "pseudo_labels": used,

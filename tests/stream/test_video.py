@@ -107,10 +107,14 @@ def test_live_plays_a_file_as_a_camera_and_publishes_over_zeromq(clip):
         (["video", "{clip}", "--out", "o.mp4", "--camera-info", "{bad_yaml}"], "camera"),
         (["live", "--camera", "42", "--no-view"], "cannot open camera 42"),
         (["video", "{clip}", "--out", "o.mp4", "--object", "sphere:1"], "box:"),
+        (["video", "{clip}", "--view"], "no display"),
+        (["video", "{clip}"], "nothing to produce"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, expected, clip, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"not a video" * 100)
     folder = tmp_path / "folder"
