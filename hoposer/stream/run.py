@@ -225,7 +225,8 @@ def run_stream(options: StreamOptions) -> dict:
 
             viewer = Viewer(K, hand_model.faces, object_spec)
             resources.append(viewer)
-        summary = _loop(options, source, processor, publisher, outputs, viewer, K, object_spec)
+        args = (options, source, processor, publisher, outputs, viewer, K, object_spec)
+        summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
         if outputs is not None:
             outputs.close(summary)
             outputs = None
@@ -249,6 +250,30 @@ def _publisher(options: StreamOptions):
             authorized=Path(options.curve_clients) if options.curve_clients else None,
         )
     return PosePublisher(options.publish, options.allow_remote, curve)
+
+
+def _loop_beside_view(viewer, args) -> dict:
+    """Process frames in a worker thread; GUI toolkits want their windows on the main thread."""
+    outcome: dict = {}
+
+    def work() -> None:
+        try:
+            outcome["summary"] = _loop(*args)
+        except BaseException as err:  # re-raised on the main thread  # noqa: BLE001
+            outcome["error"] = err
+        finally:
+            viewer.mailbox.close()
+
+    worker = threading.Thread(target=work, name="pipeline", daemon=True)
+    worker.start()
+    try:
+        viewer.run()  # until the worker is done or the user quits
+    except KeyboardInterrupt:
+        viewer.quit_requested = True
+    worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["summary"]
 
 
 def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec) -> dict:

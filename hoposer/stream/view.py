@@ -1,15 +1,16 @@
-"""The live view: an Open3D 3D window and an OpenCV 2D overlay window, in their own thread.
+"""The live view: an Open3D 3D window and an OpenCV 2D overlay window, on the main thread.
 
-The pipeline offers each result; the view thread draws only the newest one at its own rate, so a
-slow window never slows inference. Without Open3D (an optional extra: `pip install
-"hoposer[view]"`), the 3D panel is drawn by hoposer's CPU renderer inside the OpenCV window.
+The pipeline runs in a worker thread and offers each result; the view draws only the newest one
+at its own rate, so a slow window never slows inference. (The windows live on the main thread
+because GUI toolkits such as Qt, which OpenCV may use, require it.) Without Open3D (an optional
+extra: `pip install "hoposer[view]"`), the 3D panel is drawn by hoposer's CPU renderer inside the
+OpenCV window.
 'q' or Esc in either window asks the pipeline to stop.
 """
 
 import logging
 import os
 import sys
-import threading
 
 import numpy as np
 
@@ -43,19 +44,17 @@ class Viewer:
         self.object_spec = object_spec
         self.mailbox = LatestResult()
         self.quit_requested = False
-        self._thread = threading.Thread(target=self._run, name="view", daemon=True)
-        self._thread.start()
 
     def offer(self, result, fps: float) -> None:
         """Hand over the newest result (never blocks)."""
         self.mailbox.put((result, fps))
 
     def close(self) -> None:
-        """Stop drawing and close the windows."""
+        """Stop drawing (`run` returns)."""
         self.mailbox.close()
-        self._thread.join(timeout=2.0)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Draw the newest result until the mailbox is closed or the user quits (q, Esc)."""
         import cv2
 
         from hoposer.stream.annotate import annotate, render_panel
@@ -65,7 +64,7 @@ class Viewer:
         mesh = (self.object_spec.vertices, self.object_spec.faces) if self.object_spec else None
         control_points = self.object_spec.control_points if self.object_spec else None
         try:
-            while not self.mailbox.closed:
+            while not self.mailbox.closed and not self.quit_requested:
                 got = self.mailbox.take(version, timeout=0.05)
                 if got is not None:
                     version, (result, fps) = got

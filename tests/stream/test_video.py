@@ -150,3 +150,27 @@ def test_mediapipe_finds_the_rendered_hand_and_nothing_in_an_empty_image():
         center = (detection.box[:2] + detection.box[2:]) / 2
         assert (center >= joints.min(0)).all() and (center <= joints.max(0)).all()
         assert detection.landmarks.shape == (21, 2)
+
+
+@pytest.fixture
+def virtual_display(monkeypatch):
+    import shutil
+    import subprocess
+    import time
+
+    if shutil.which("Xvfb") is None:
+        pytest.skip("needs Xvfb (Debian: xvfb) for a virtual display")
+    display = ":97"
+    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x720x24"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    time.sleep(1.0)
+    monkeypatch.setenv("DISPLAY", display)
+    yield display
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_the_view_runs_beside_the_pipeline_on_a_display(clip, tmp_path, virtual_display):
+    out = tmp_path / "viewed.mp4"
+    assert main(["video", str(clip), "--view", "--out", str(out), "--hands", "right"]) == 0
+    assert len(read_video(out)) == FRAMES
