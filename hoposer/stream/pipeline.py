@@ -21,7 +21,6 @@ from hoposer.calib.extrinsics import Transform
 from hoposer.decode import FramePose, decode
 from hoposer.errors import HoposerError
 from hoposer.geometry.crop import Crop, crop_around
-from hoposer.geometry.rotations import axis_angle_to_matrix
 from hoposer.model.hand import HandModel
 from hoposer.stream.capture import Frame
 from hoposer.stream.detect import HandDetection, HandDetector, PoseTrackedObjectBoxes
@@ -185,9 +184,8 @@ class FrameProcessor:
         if verdict.hand is not None:
             published = verdict.hand
             side = detection.side if detection is not None else "right"
-            wrist_R = axis_angle_to_matrix(
-                _tensor(published.theta[:3])
-            ).numpy()  # global rotation = wrist orientation
+            # MANO's global rotation is the wrist's orientation.
+            wrist_R = cv2.Rodrigues(np.asarray(published.theta[:3], np.float64))[0]
             reprojection = pose.hand.reprojection_px if pose is not None else float("nan")
             hand = hand_payload(
                 side,
@@ -228,12 +226,6 @@ class FrameProcessor:
             latency_ms=timings,
         )
         return FrameResult(frame, message, detection, object_box, pose, verdict, timings)
-
-
-def _tensor(x: np.ndarray):
-    import torch
-
-    return torch.as_tensor(np.asarray(x, np.float64))
 
 
 def _mirror_box(box: np.ndarray, width: int) -> np.ndarray:

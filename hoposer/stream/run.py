@@ -21,7 +21,6 @@ from hoposer.stream.stabilizer import StabilizerOptions
 log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite-synthetic.safetensors"
-STAGES = ("capture_wait", "detect", "preprocess", "engine", "decode", "stabilize", "publish")
 
 
 @dataclass(frozen=True)
