@@ -281,6 +281,14 @@ def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dic
         if finished_epoch:
             scheduler.step()
         elapsed = time.perf_counter() - started
+        if world > 1:  # the summary speaks for every rank
+            names = sorted(sums)
+            totals = torch.tensor([seen, skipped, *(sums[n] for n in names)], dtype=torch.float64)
+            totals = totals.to(device)  # NCCL reduces CUDA tensors only
+            dist.all_reduce(totals)
+            totals = totals.cpu()
+            seen, skipped = int(totals[0]), int(totals[1])
+            sums = {n: float(v) for n, v in zip(names, totals[2:], strict=True)}
         summary = {
             "epoch": epoch + 1,
             "images": seen,

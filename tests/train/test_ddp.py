@@ -1,0 +1,34 @@
+"""`torchrun` runs the same `hoposer train fit` as data-parallel ranks (gloo on a CPU)."""
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hoposer.model import get_config
+from hoposer.train.synth import SynthOptions, generate
+
+
+@pytest.mark.slow
+def test_two_cpu_ranks_train_and_report_every_image(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.is_file() and shutil.which("torchrun") is None:
+        pytest.skip("torchrun not found beside this Python")
+    data = tmp_path / "data"
+    generate(SynthOptions(out=str(data), frames=8, size=96, sequence_length=8, workers=1))
+    config = tmp_path / "tiny.json"
+    config.write_text(dataclasses.replace(get_config("lite"), input_size=96, roi_size=16).to_json())
+    run = tmp_path / "run"
+    command = [str(torchrun), "--nproc_per_node", "2", "-m", "hoposer.cli", "train", "fit",
+               "--data", str(data), "--out", str(run), "--config", str(config), "--epochs", "1",
+               "--batch-size", "2", "--workers", "0", "--hand-model", "standin", "--device",
+               "cpu"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert summary["images"] == 8  # 4 per rank, summed
+    assert (run / "model.safetensors").is_file() and (run / "state.pt").is_file()
