@@ -174,3 +174,25 @@ def test_the_view_runs_beside_the_pipeline_on_a_display(clip, tmp_path, virtual_
     out = tmp_path / "viewed.mp4"
     assert main(["video", str(clip), "--view", "--out", str(out), "--hands", "right"]) == 0
     assert len(read_video(out)) == FRAMES
+
+
+def test_calibration_files_from_hoposer_calib_set_the_camera_and_the_robot_frame(clip, tmp_path):
+    from hoposer.calib.camera_info import CameraInfo, write_camera_info
+    from hoposer.calib.extrinsics import Transform, write_transform
+
+    K = example_camera(640, 480)
+    # Distortion on: the stream undistorts each frame before anything else.
+    info = CameraInfo(640, 480, "example", K, np.array([0.01, 0.0, 0.0, 0.0, 0.0]))
+    camera_info = write_camera_info(tmp_path / "cam.yaml", info)
+    to_base = Transform("base", "camera", np.array([0.5, 0.0, 1.0]), np.array([0, 0, 0, 1.0]))
+    extrinsics = write_transform(tmp_path / "base.yaml", to_base)
+    out = tmp_path / "robot.mp4"
+    args = ["video", str(clip), "--out", str(out), "--hands", "right", "--max-frames", "4",
+            "--camera-info", str(camera_info), "--extrinsics", str(extrinsics)]  # fmt: skip
+    assert main(args) == 0
+    messages = [json.loads(line) for line in (tmp_path / "robot.jsonl").read_text().splitlines()]
+    hands = [m["hand"] for m in messages if m["hand"] is not None]
+    assert hands and all(m["reference_frame"] == "base" for m in messages)
+    # The base frame is the camera frame shifted 1 m back along z: a hand ~0.5 m deep lands ~1.5.
+    for hand in hands:
+        assert 1.2 < hand["wrist"]["position"][2] < 2.5
