@@ -12,6 +12,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+#: How much each box grows before the square crop around them is taken (training and inference).
+CROP_EXPAND = 1.5
+#: The network's hand box: the 2D joints' box grown by this (as the public Semi-Hand-Object code).
+HAND_BOX_EXPAND = 1.1
+
 
 @dataclass(frozen=True)
 class Crop:
@@ -53,6 +58,12 @@ class Crop:
         a = self.affine
         return np.asarray(points, np.float64) @ a[:2, :2].T + a[:2, 2]
 
+    def apply_box(self, box: np.ndarray) -> np.ndarray:
+        """The axis-aligned crop-pixel box `(4,)` around a source box's four mapped corners."""
+        x1, y1, x2, y2 = np.asarray(box, np.float64)
+        corners = self.apply(np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]]))
+        return np.concatenate([corners.min(axis=0), corners.max(axis=0)])
+
     def invert(self, points: np.ndarray) -> np.ndarray:
         """Crop pixels `(..., 2)` → source pixels."""
         a = np.linalg.inv(self.affine)
@@ -82,7 +93,7 @@ def crop_around(
     boxes: list[np.ndarray],
     size: int,
     image_size: tuple[int, int] | None = None,
-    expand: float = 1.5,
+    expand: float = CROP_EXPAND,
 ) -> Crop:
     """The square crop around the union of `boxes`, each first expanded by `expand`.
 

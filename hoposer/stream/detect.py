@@ -24,9 +24,7 @@ import numpy as np
 
 from hoposer.errors import HoposerError
 from hoposer.geometry.camera import project
-from hoposer.geometry.crop import expand_box
-
-HAND_BOX_EXPAND = 1.1  #: as the training crops expand the box of the 2D joints
+from hoposer.geometry.crop import HAND_BOX_EXPAND, expand_box
 
 
 @contextlib.contextmanager

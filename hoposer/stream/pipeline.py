@@ -27,7 +27,6 @@ from hoposer.stream.detect import HandDetection, HandDetector, PoseTrackedObject
 from hoposer.stream.messages import camera_frame, hand_payload, object_payload, pose_message
 from hoposer.stream.stabilizer import HandEstimate, Stabilizer, StabilizerOptions, Verdict
 
-CROP_EXPAND = 1.5  #: as the training crops (hoposer.train.data.dataset)
 MIRROR = np.diag([-1.0, 1.0, 1.0])
 
 
@@ -133,12 +132,11 @@ class FrameProcessor:
             K[0, 2] = width - self.K[0, 2]
             hand_box, obj_box = _mirror_box(hand_box, width), _mirror_box(object_box, width)
         size = self.backend.input_size
-        crop = crop_around([hand_box, obj_box], size, (width, height), expand=CROP_EXPAND)
-        crop = Crop(crop.center, crop.side, size)
+        crop = crop_around([hand_box, obj_box], size, (width, height))
         pixels = crop.warp(np.ascontiguousarray(work))
         images = pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        crop_hand = _box_in_crop(crop, hand_box)
-        crop_object = _box_in_crop(crop, obj_box)
+        crop_hand = crop.apply_box(hand_box).astype(np.float32)
+        crop_object = crop.apply_box(obj_box).astype(np.float32)
         lap("preprocess")
         raw = self.backend.run(images, crop_hand[None], crop_object[None])
         lap("engine")
@@ -230,11 +228,6 @@ class FrameProcessor:
 
 def _mirror_box(box: np.ndarray, width: int) -> np.ndarray:
     return np.array([width - box[2], box[1], width - box[0], box[3]], np.float64)
-
-
-def _box_in_crop(crop: Crop, box: np.ndarray) -> np.ndarray:
-    corners = crop.apply(np.asarray(box, np.float64).reshape(2, 2))
-    return np.concatenate([corners.min(axis=0), corners.max(axis=0)]).astype(np.float32)
 
 
 def _to_frame(pose: FramePose, crop: Crop, width: int, mirrored: bool) -> FramePose:

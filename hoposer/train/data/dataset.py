@@ -26,14 +26,14 @@ import numpy as np
 import torch
 
 from hoposer.errors import HoposerError
-from hoposer.geometry.crop import Crop, crop_around, expand_box
+from hoposer.geometry.boxes import box_from_points
+from hoposer.geometry.camera import project
+from hoposer.geometry.crop import HAND_BOX_EXPAND, Crop, crop_around, expand_box
 from hoposer.train.data.ho3d import FrameLabel, ObjectLibrary, read_label, read_split
 
 log = logging.getLogger(__name__)
 
-HAND_BOX_EXPAND = 1.1  # the public code's network-input hand box around the 2D joints
 OBJECT_BOX_EXPAND = 1.0
-CROP_EXPAND = 1.5
 
 
 @dataclass(frozen=True)
@@ -51,14 +51,14 @@ class Augmentation:
         """No augmentation."""
         return cls(0.0, 0.0, 0.0, 0.0, 0.0)
 
-
-def _project(points: np.ndarray, K: np.ndarray) -> np.ndarray:
-    uvw = points @ K.T
-    return uvw[:, :2] / uvw[:, 2:3]
-
-
-def _bbox(points: np.ndarray) -> np.ndarray:
-    return np.concatenate([points.min(0), points.max(0)])
+    def crop(self, base: Crop, rng: np.random.Generator) -> Crop:
+        """`base` shifted, scaled and rotated by one draw of these ranges."""
+        return Crop(
+            center=base.center + rng.uniform(-1, 1, 2) * self.translation * base.side,
+            side=base.side * rng.uniform(1 - self.scale, 1 + self.scale),
+            size=base.size,
+            rotation=np.deg2rad(rng.uniform(-self.rotation_deg, self.rotation_deg)),
+        )
 
 
 def _normalise(points: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -155,7 +155,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
 
         boxes = []
         if label.joints is not None:
-            boxes.append(_bbox(_project(label.joints, K)))
+            boxes.append(box_from_points(project(label.joints, K)))
         elif label.hand_box is not None:
             boxes.append(label.hand_box)
         else:
@@ -163,15 +163,9 @@ class HandObjectDataset(torch.utils.data.Dataset):
         model = None
         if label.object_name is not None and label.object_R is not None:
             model = self.objects.get(label.object_name)
-            object_2d = _project(model.control_points @ label.object_R.T + label.object_t, K)
-            boxes.append(_bbox(object_2d))
-        crop = crop_around(boxes, self.input_size, (width, height), expand=CROP_EXPAND)
-        crop = Crop(
-            center=crop.center + rng.uniform(-1, 1, 2) * aug.translation * crop.side,
-            side=crop.side * rng.uniform(1 - aug.scale, 1 + aug.scale),
-            size=self.input_size,
-            rotation=np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg)),
-        )
+            object_2d = project(model.control_points @ label.object_R.T + label.object_t, K)
+            boxes.append(box_from_points(object_2d))
+        crop = aug.crop(crop_around(boxes, self.input_size, (width, height)), rng)
         roll, crop_K = crop.roll, crop.camera(K)
         pixels = jitter_color(crop.warp(image), rng, aug.color, aug.hue)
         sample: dict = {
@@ -182,14 +176,14 @@ class HandObjectDataset(torch.utils.data.Dataset):
 
         if label.joints is not None:
             joints = label.joints @ roll.T
-            joints_2d = _project(joints, crop_K)
-            hand_box = expand_box(_bbox(joints_2d), HAND_BOX_EXPAND)
+            joints_2d = project(joints, crop_K)
+            hand_box = expand_box(box_from_points(joints_2d), HAND_BOX_EXPAND)
             sample["joints_2d"] = _normalise(joints_2d, hand_box)
             sample["joints_3d"] = joints - joints[0]
             sample["wrist"] = joints[0]
         else:
             corners = crop.apply(label.hand_box.reshape(2, 2))
-            hand_box = expand_box(_bbox(corners), HAND_BOX_EXPAND)
+            hand_box = expand_box(box_from_points(corners), HAND_BOX_EXPAND)
             sample["joints_2d"] = np.zeros((21, 2))
             sample["joints_3d"] = np.zeros((21, 3))
             sample["wrist"] = label.root @ roll.T if label.root is not None else np.zeros(3)
@@ -206,10 +200,10 @@ class HandObjectDataset(torch.utils.data.Dataset):
         if model is not None:
             object_R = roll @ label.object_R
             object_t = roll @ label.object_t
-            points_2d = _project(model.control_points @ object_R.T + object_t, crop_K)
-            object_box = expand_box(_bbox(points_2d), OBJECT_BOX_EXPAND)
+            points_2d = project(model.control_points @ object_R.T + object_t, crop_K)
+            object_box = expand_box(box_from_points(points_2d), OBJECT_BOX_EXPAND)
             vertices = model.vertices[:: max(1, len(model.vertices) // 2000)]
-            silhouette = _project(vertices @ object_R.T + object_t, crop_K)
+            silhouette = project(vertices @ object_R.T + object_t, crop_K)
             sample["object_points_2d"] = _normalise(points_2d, object_box)
             sample["object_mask"] = silhouette_grid(silhouette, object_box, r)
             sample["object_box"] = object_box

@@ -15,22 +15,13 @@ import numpy as np
 import torch
 
 from hoposer.errors import HoposerError
-from hoposer.geometry.crop import Crop, crop_around, expand_box
-from hoposer.train.data.dataset import (
-    CROP_EXPAND,
-    HAND_BOX_EXPAND,
-    Augmentation,
-    HandObjectDataset,
-    jitter_color,
-)
+from hoposer.geometry.boxes import box_from_points
+from hoposer.geometry.crop import HAND_BOX_EXPAND, crop_around, expand_box
+from hoposer.train.data.dataset import Augmentation, HandObjectDataset, jitter_color
 from hoposer.train.pseudo.select import load_shards, select
 from hoposer.train.pseudo.videos import read_frame
 
 log = logging.getLogger(__name__)
-
-
-def _bbox(points: np.ndarray) -> np.ndarray:
-    return np.concatenate([points.min(0), points.max(0)])
 
 
 class PseudoLabelDataset(torch.utils.data.Dataset):
@@ -78,24 +69,13 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         aug = self.augmentation
         object_box = lab.object_box[index]
         has_box = bool(np.isfinite(object_box).all())
-        boxes = [_bbox(lab.joints_2d[index])] + ([object_box] if has_box else [])
-        crop = crop_around(boxes, self.input_size, (width, height), expand=CROP_EXPAND)
-        crop = Crop(
-            center=crop.center + rng.uniform(-1, 1, 2) * aug.translation * crop.side,
-            side=crop.side * rng.uniform(1 - aug.scale, 1 + aug.scale),
-            size=self.input_size,
-            rotation=np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg)),
-        )
+        boxes = [box_from_points(lab.joints_2d[index])] + ([object_box] if has_box else [])
+        crop = aug.crop(crop_around(boxes, self.input_size, (width, height)), rng)
         roll = crop.roll
         pixels = jitter_color(crop.warp(image), rng, aug.color, aug.hue)
         joints_2d = crop.apply(lab.joints_2d[index])
-        hand_box = expand_box(_bbox(joints_2d), HAND_BOX_EXPAND)
-        if has_box:
-            x1, y1, x2, y2 = object_box
-            corners = crop.apply(np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]]))
-            network_object_box = _bbox(corners)
-        else:
-            network_object_box = hand_box.copy()
+        hand_box = expand_box(box_from_points(joints_2d), HAND_BOX_EXPAND)
+        network_object_box = crop.apply_box(object_box) if has_box else hand_box.copy()
         theta = lab.theta[index].copy()
         theta[:3] = cv2.Rodrigues(roll @ cv2.Rodrigues(theta[:3])[0])[0][:, 0]
         r = self.grid_size

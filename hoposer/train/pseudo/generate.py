@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import torch
 
+from hoposer.decode import box_to_pixels
 from hoposer.errors import HoposerError
 from hoposer.geometry.consistency import spatial_statistics, temporal_statistics
 from hoposer.geometry.crop import Crop, crop_around
@@ -33,7 +34,6 @@ from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angl
 from hoposer.io import atomic_path, write_text_atomic
 from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 from hoposer.model.hand import HandModel, hand_model_for_weights
-from hoposer.train.data.dataset import CROP_EXPAND
 from hoposer.train.pseudo.videos import Video, load_videos, read_frame
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,14 @@ class TTAPredictor:
         """Averaged prediction for one frame (frame pixels, camera orientation, metres)."""
         height, width = image_rgb.shape[:2]
         boxes = [hand_box] + ([object_box] if object_box is not None else [])
-        base = crop_around(boxes, self.size, (width, height), expand=CROP_EXPAND)
+        base = crop_around(boxes, self.size, (width, height))
         crops, images, hand_boxes, object_boxes = [], [], [], []
         for scale, degrees in self.augmentations:
             crop = Crop(base.center, base.side * scale, self.size, np.radians(degrees))
             crops.append(crop)
             images.append(crop.warp(image_rgb))
-            hand_boxes.append(_box_in(crop, hand_box))
-            object_boxes.append(_box_in(crop, object_box if object_box is not None else hand_box))
+            hand_boxes.append(crop.apply_box(hand_box))
+            object_boxes.append(crop.apply_box(object_box if object_box is not None else hand_box))
         batch = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / 255)
         with torch.inference_mode():
             raw = self.model(
@@ -106,11 +106,10 @@ class TTAPredictor:
         joints_norm = raw.joints_2d.float().cpu().numpy()
         theta = raw.theta.float().cpu().numpy().astype(np.float64)
         beta = raw.beta.float().cpu().numpy().astype(np.float64)
+        crop_pixels = box_to_pixels(joints_norm, np.stack(hand_boxes))
         joints_2d, globals_ = [], []
         for i, crop in enumerate(crops):
-            box = hand_boxes[i]
-            pixels = box[:2] + joints_norm[i] * (box[2:] - box[:2])
-            joints_2d.append(crop.invert(pixels))
+            joints_2d.append(crop.invert(crop_pixels[i]))
             rolled = axis_angle_to_matrix(torch.from_numpy(theta[i, :3])).numpy()
             globals_.append(crop.roll.T @ rolled)  # undo the camera roll of the rotated crop
         mean_theta = theta.mean(axis=0)
@@ -127,13 +126,6 @@ class TTAPredictor:
             "joints_3d": hand.joints[0].double().numpy(),
             "vertices": hand.vertices[0].double().numpy(),
         }
-
-
-def _box_in(crop: Crop, box: np.ndarray) -> np.ndarray:
-    """The axis-aligned box, in crop pixels, of a frame box's four corners."""
-    x1, y1, x2, y2 = np.asarray(box, np.float64)
-    corners = crop.apply(np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]]))
-    return np.concatenate([corners.min(axis=0), corners.max(axis=0)]).astype(np.float32)
 
 
 def label_video(predictor: TTAPredictor, video: Video) -> dict[str, np.ndarray]:
