@@ -20,6 +20,7 @@ from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angl
 from hoposer.io import atomic_path
 from hoposer.model.hand import StandInHand
 from hoposer.render import Light, MeshInstance, render
+from hoposer.stream.pipeline import default_camera_matrix
 
 EXAMPLE_OBJECT = "box:0.05x0.05x0.05"
 #: The stand-in's frame (fingers −x, palm −y) turned so fingers point up, palm to the camera.
@@ -35,12 +36,6 @@ class ExampleFrame:
     object_t: np.ndarray
 
 
-def example_camera(width: int, height: int) -> np.ndarray:
-    """The example's intrinsics: a 60° horizontal field of view, as the stream's default."""
-    f = (width / 2) / np.tan(np.radians(60.0) / 2)
-    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
-
-
 def render_example(
     frames: int = 90,
     size: tuple[int, int] = (640, 480),
@@ -49,7 +44,7 @@ def render_example(
 ) -> tuple[list[np.ndarray], list[ExampleFrame]]:
     """Render the clip: BGR images and per-frame ground truth."""
     width, height = size
-    K = example_camera(width, height)
+    K = default_camera_matrix(width, height)  # what the stream assumes without camera info
     hand = StandInHand()
     box = object_mesh(EXAMPLE_OBJECT)
     rng = np.random.default_rng(seed)

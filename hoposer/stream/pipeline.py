@@ -23,7 +23,12 @@ from hoposer.errors import HoposerError
 from hoposer.geometry.crop import Crop, crop_around
 from hoposer.model.hand import HandModel
 from hoposer.stream.capture import Frame
-from hoposer.stream.detect import HandDetection, HandDetector, PoseTrackedObjectBoxes
+from hoposer.stream.detect import (
+    HandDetection,
+    HandDetector,
+    PoseTrackedObjectBoxes,
+    grasp_box,
+)
 from hoposer.stream.messages import camera_frame, hand_payload, object_payload, pose_message
 from hoposer.stream.stabilizer import HandEstimate, Stabilizer, StabilizerOptions, Verdict
 
@@ -173,8 +178,6 @@ class FrameProcessor:
                 return box
         if self.objects is not None:
             return self.objects.box(detection, self.K, (rgb.shape[1], rgb.shape[0]))
-        from hoposer.stream.detect import grasp_box
-
         return grasp_box(detection.box, detection.landmarks)
 
     def _result(self, frame, timings, detection, object_box, pose, verdict, shape) -> FrameResult:

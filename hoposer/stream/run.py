@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from hoposer.errors import HoposerError
+from hoposer.progress import ProgressBar
 from hoposer.stream.stabilizer import StabilizerOptions
 
 log = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
     total = source.length if not options.live else None
     if options.max_frames is not None:
         total = min(total, options.max_frames) if total else options.max_frames
-    bar = _progress(options.progress, total)
+    bar = ProgressBar("frames", total, "{fps:.1f} frames/s", enabled=options.progress)
     faces = processor.hand_model.faces
     mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
     try:
@@ -314,13 +315,13 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
                 viewer.offer(result, fps)
                 if viewer.quit_requested:
                     break
-            bar(frames, fps)
+            bar.update(frames, fps=fps)
             if options.max_frames is not None and frames >= options.max_frames:
                 break
     except KeyboardInterrupt:
         log.warning("interrupted after %d frames", frames)
     finally:
-        bar(None, 0.0)
+        bar.close()
     elapsed = time.perf_counter() - started
     return {
         "source": str(options.source),
@@ -342,33 +343,3 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
             for name, values in timings.items()
         },
     }
-
-
-def _progress(enabled: bool, total: int | None):
-    if not enabled:
-        return lambda *args: None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn("frames"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]:.1f} frames/s"),
-        TimeRemainingColumn(),
-    )
-    task = bar.add_task("stream", total=total, fps=0.0)
-    bar.start()
-
-    def update(done, fps):
-        if done is None:
-            bar.stop()
-            return
-        bar.update(task, completed=done, fps=fps)
-
-    return update

@@ -116,10 +116,6 @@ class Stabilizer:
             for name in ("joints_2d", "joints", "theta", "vertices")
         }
 
-    def reset(self) -> None:
-        """Forget everything (e.g. the hand left the image)."""
-        self.__init__(self.options)
-
     def no_hand(self) -> Verdict:
         """A frame without a hand: hold the last pose, break the temporal chain."""
         self.previous = None

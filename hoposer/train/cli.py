@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hoposer.errors import HoposerError
+from hoposer.progress import ProgressBar
 
 train_app = typer.Typer(
     help="Training: synthetic data, fit, pseudo-labels, HO-3D evaluation.", no_args_is_help=True
@@ -18,30 +19,6 @@ ManoDir = Annotated[str | None, typer.Option(help="folder with MANO_RIGHT.pkl")]
 YcbDir = Annotated[
     str | None, typer.Option(help="YCB models folder (<name>/textured_simple.obj) for HO-3D")
 ]
-
-
-def _count_bar(label: str):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,  # noqa: I001
-    )
-
-    bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    task = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task(label, total=total)
-        bar.update(task, completed=done)
-        if done >= total:
-            bar.stop()
-
-    return update
 
 
 @train_app.command("synth")
@@ -76,7 +53,7 @@ def synth(
         sequence_length=sequence_length, videos=videos, hand_model=hand_model,
         mano_dir=mano_dir, object_meshes=tuple(object_mesh or ()), workers=workers,
     )  # fmt: skip
-    info = generate(options, progress=_count_bar("rendering"))
+    info = generate(options, progress=ProgressBar("rendering").update)
     print(f"wrote {info['frames']} frames in {info['sequences']} sequences to {out}")
 
 
@@ -179,7 +156,7 @@ def evaluate(
             batch_size=batch_size, workers=workers, hand_model=hand_model, mano_dir=mano_dir,
             ycb_dir=ycb_dir, max_samples=max_samples, device=device,
         ),
-        progress=_count_bar("evaluating"),
+        progress=ProgressBar("evaluating").update,
     )  # fmt: skip
     print(json.dumps(_headline(metrics), indent=2))
 
@@ -231,7 +208,7 @@ def pseudo(
         videos_per_shard=videos_per_shard, tta=tta, hand_model=hand_model, mano_dir=mano_dir,
         device=device,
     )  # fmt: skip
-    counts = generate_pseudo_labels(options, progress=_count_bar("pseudo-labelling"))
+    counts = generate_pseudo_labels(options, progress=ProgressBar("pseudo-labelling").update)
     from hoposer.train.pseudo.generate import _rank_world
 
     if _rank_world()[0] == 0:

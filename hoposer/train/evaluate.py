@@ -30,6 +30,7 @@ from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 from hoposer.model.hand import hand_model_for_weights
 from hoposer.train.data.dataset import HandObjectDataset, collate
 from hoposer.train.data.ho3d import GL_TO_CV
+from hoposer.train.fit import resolve_device
 from hoposer.train.metrics import HandEvaluator, ObjectEvaluator
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,7 @@ class EvalOptions:
 
 def evaluate(options: EvalOptions, progress=None) -> dict:
     """Run the evaluation; returns (and writes) the metrics."""
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu")
-        if options.device == "auto"
-        else options.device
-    )
+    device = resolve_device(options.device)
     model = load_checkpoint(options.weights).to(device).eval()
     config = model.config
     trained_with = read_checkpoint_info(options.weights).metadata.get("hand_model")

@@ -33,6 +33,7 @@ from hoposer.model import ModelConfig, get_config
 from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
 from hoposer.model.hand import build_hand_model
 from hoposer.model.network import HandObjectNet
+from hoposer.progress import ProgressBar
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, collate
 from hoposer.train.losses import LOSS_PRESETS, hand_object_loss
 from hoposer.train.tensorboard import ScalarWriter
@@ -98,7 +99,8 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         return len(self._indices()) - self.skip
 
 
-def _device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """`auto` is the GPU when there is one, else the CPU; other names as torch reads them."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -136,7 +138,7 @@ def build_datasets(options: FitOptions, config: ModelConfig) -> torch.utils.data
 def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dict:
     """Train; returns the last epoch's summary."""
     rank, local_rank, world = _distributed()
-    device = _device(options.device)
+    device = resolve_device(options.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -246,7 +248,12 @@ def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dic
         seen = skipped = 0
         started = time.perf_counter()
         epoch_steps = step + len(loader)
-        bar = _progress(progress and rank == 0, epoch_steps, epoch, options.epochs)
+        bar = ProgressBar(
+            f"epoch {epoch + 1}/{options.epochs}",
+            epoch_steps,
+            "loss {loss:.4f}  {rate:.1f} img/s",
+            enabled=progress and rank == 0,
+        )
         for batch, bad in loader:
             skipped += bad
             if not batch:
@@ -271,12 +278,12 @@ def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dic
                 for name, value in terms.items():
                     writer.add_scalar(f"train/{name}", value, global_step)
             rate = seen / max(time.perf_counter() - started, 1e-9)
-            bar(step, float(loss.detach()), rate)
+            bar.update(step, loss=float(loss.detach()), rate=rate)
             if options.checkpoint_every and step % options.checkpoint_every == 0:
                 save(epoch, step)
             if out_of_budget():
                 break
-        bar(None, 0.0, 0.0)
+        bar.close()
         finished_epoch = step >= epoch_steps
         if finished_epoch:
             scheduler.step()
@@ -325,35 +332,3 @@ def _float(outputs):
     return type(outputs)(
         *(type(x)(*(t.float() for t in x)) if isinstance(x, tuple) else x.float() for x in outputs)
     )
-
-
-def _progress(enabled: bool, total: int, epoch: int, epochs: int):
-    """A rich progress bar with loss, images/s and ETA; a no-op when disabled."""
-    if not enabled:
-        return lambda *args: None
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    bar = Progress(
-        TextColumn(f"epoch {epoch + 1}/{epochs}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} img/s"),
-        TimeRemainingColumn(),
-        transient=False,
-    )
-    task = bar.add_task("train", total=total, loss=float("nan"), rate=0.0)
-    bar.start()
-
-    def update(step, loss, rate):
-        if step is None:
-            bar.stop()
-            return
-        bar.update(task, completed=min(step, total), loss=loss, rate=rate)
-
-    return update

@@ -9,14 +9,15 @@ from hoposer.geometry.camera import project
 from hoposer.geometry.control_points import object_mesh
 from hoposer.geometry.crop import crop_around
 from hoposer.model.hand import StandInHand
-from hoposer.stream.example import EXAMPLE_OBJECT, example_camera, render_example
+from hoposer.stream.example import EXAMPLE_OBJECT, render_example
+from hoposer.stream.pipeline import default_camera_matrix
 from hoposer.stream.run import DEFAULT_WEIGHTS
 
 
 def test_decoded_poses_agree_between_backends(tmp_path, monkeypatch):
     monkeypatch.setenv("HOPOSER_CACHE_DIR", str(tmp_path))
     images, truth = render_example(frames=3)
-    K = example_camera(640, 480)
+    K = default_camera_matrix(640, 480)
     box = object_mesh(EXAMPLE_OBJECT)
     joints_2d = project(truth[1].joints, K)
     hand_box = np.r_[joints_2d.min(0), joints_2d.max(0)]

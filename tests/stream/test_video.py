@@ -12,8 +12,9 @@ import pytest
 from hoposer.cli import main
 from hoposer.geometry.camera import project
 from hoposer.stream.detect import MediaPipeHandDetector
-from hoposer.stream.example import example_camera, render_example, write_example
+from hoposer.stream.example import render_example, write_example
 from hoposer.stream.messages import schema
+from hoposer.stream.pipeline import default_camera_matrix
 from hoposer.stream.publish import PoseSubscriber
 
 FRAMES = 10
@@ -131,7 +132,7 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, clip, tmp_path, capsys
 
 def test_mediapipe_finds_the_rendered_hand_and_nothing_in_an_empty_image():
     images, truth = render_example(frames=12)
-    K = example_camera(640, 480)
+    K = default_camera_matrix(640, 480)
     detector = MediaPipeHandDetector(video=True)
     try:
         assert detector.detect(np.full((480, 640, 3), 128, np.uint8)) is None
@@ -180,7 +181,7 @@ def test_calibration_files_from_hoposer_calib_set_the_camera_and_the_robot_frame
     from hoposer.calib.camera_info import CameraInfo, write_camera_info
     from hoposer.calib.extrinsics import Transform, write_transform
 
-    K = example_camera(640, 480)
+    K = default_camera_matrix(640, 480)
     # Distortion on: the stream undistorts each frame before anything else.
     info = CameraInfo(640, 480, "example", K, np.array([0.01, 0.0, 0.0, 0.0, 0.0]))
     camera_info = write_camera_info(tmp_path / "cam.yaml", info)

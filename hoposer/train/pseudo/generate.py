@@ -34,6 +34,7 @@ from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angl
 from hoposer.io import atomic_path, write_text_atomic
 from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 from hoposer.model.hand import HandModel, hand_model_for_weights
+from hoposer.train.fit import resolve_device
 from hoposer.train.pseudo.videos import Video, load_videos, read_frame
 
 log = logging.getLogger(__name__)
@@ -164,11 +165,7 @@ def label_video(predictor: TTAPredictor, video: Video) -> dict[str, np.ndarray]:
 def generate_pseudo_labels(options: PseudoOptions, progress=None) -> dict:
     """Write the shards this rank owns (skipping finished ones); returns counts."""
     rank, world = _rank_world()
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu")
-        if options.device == "auto"
-        else options.device
-    )
+    device = resolve_device(options.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     videos = load_videos(options.videos, options.annotations)
