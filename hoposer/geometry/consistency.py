@@ -59,8 +59,23 @@ def _normalise(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (points - (box[:2] + box[2:]) / 2) / side
 
 
+Camera = tuple[float, np.ndarray]  #: eq. 7's weak-perspective (scale, 2D translation)
+
+
+def fit_camera(joints_3d: np.ndarray, joints_2d: np.ndarray) -> Camera | None:
+    """Eq. 7's camera, or None when the joints define none (non-finite, or no spread)."""
+    try:
+        return fit_weak_perspective(joints_3d, joints_2d)
+    except ValueError:
+        return None
+
+
 def mesh_box_iou(
-    joints_3d: np.ndarray, joints_2d: np.ndarray, vertices: np.ndarray, hand_box: np.ndarray
+    joints_3d: np.ndarray,
+    joints_2d: np.ndarray,
+    vertices: np.ndarray,
+    hand_box: np.ndarray,
+    camera: Camera | None = None,
 ) -> float:
     """IoU of the weak-perspective projection of the mesh's box with the given hand box.
 
@@ -69,16 +84,29 @@ def mesh_box_iou(
         joints_2d: `(21, 2)` 2D joints, pixels.
         vertices: `(V, 3)` mesh vertices in the frame of `joints_3d`.
         hand_box: `(4,)` the given box [x1, y1, x2, y2], pixels.
+        camera: `fit_camera(joints_3d, joints_2d)` when already known.
+
+    Returns:
+        The IoU, or NaN (a failed check) when no camera fits the joints.
     """
-    scale, translation = fit_weak_perspective(joints_3d, joints_2d)
-    projected = weak_perspective_project(vertices, scale, translation)
+    camera = camera or fit_camera(joints_3d, joints_2d)
+    if camera is None:
+        return float("nan")
+    projected = weak_perspective_project(vertices, *camera)
     return float(box_iou(_box(projected), np.asarray(hand_box, np.float64)))
 
 
-def reprojection_distance(joints_3d: np.ndarray, joints_2d: np.ndarray) -> float:
-    """‖N(J2D) − N(Π·J3D)‖ with Π from eq. 7 and N the 2D-joint-box normalisation."""
-    scale, translation = fit_weak_perspective(joints_3d, joints_2d)
-    projected = weak_perspective_project(joints_3d, scale, translation)
+def reprojection_distance(
+    joints_3d: np.ndarray, joints_2d: np.ndarray, camera: Camera | None = None
+) -> float:
+    """‖N(J2D) − N(Π·J3D)‖ with Π from eq. 7 and N the 2D-joint-box normalisation.
+
+    NaN (a failed check) when no camera fits the joints.
+    """
+    camera = camera or fit_camera(joints_3d, joints_2d)
+    if camera is None:
+        return float("nan")
+    projected = weak_perspective_project(joints_3d, *camera)
     return float(
         np.linalg.norm(_normalise(joints_2d, joints_2d) - _normalise(projected, joints_2d))
     )
@@ -115,14 +143,18 @@ def spatial_statistics(
     vertices: np.ndarray | None = None,
     hand_box: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The spatial statistics of one prediction (`iou` only when vertices and a box are given)."""
+    """The spatial statistics of one prediction (`iou` only when vertices and a box are given).
+
+    Non-finite or degenerate joints give NaN statistics, which every constraint rejects.
+    """
+    camera = fit_camera(joints_3d, joints_2d)
     stats = {
-        "reprojection": reprojection_distance(joints_3d, joints_2d),
+        "reprojection": reprojection_distance(joints_3d, joints_2d, camera),
         "bone_length": float(normalized_bone_lengths(joints_3d).min()),
         "joint_angle": float(np.degrees(flexion_angles(joints_3d)).max()),
     }
     if vertices is not None and hand_box is not None:
-        stats["iou"] = mesh_box_iou(joints_3d, joints_2d, vertices, hand_box)
+        stats["iou"] = mesh_box_iou(joints_3d, joints_2d, vertices, hand_box, camera)
     return stats
 
 

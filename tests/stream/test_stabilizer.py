@@ -100,3 +100,14 @@ def test_before_any_stable_frame_the_estimate_is_passed_on_flagged():
     verdict = Stabilizer(StabilizerOptions(smoothing=False)).update(scrambled, 0.0)
     assert not verdict.stable and not verdict.held and "reprojection" in verdict.flags
     assert verdict.hand is scrambled
+
+
+def test_an_unplaceable_hand_is_flagged_not_raised():
+    # decode gives NaN camera-frame joints when the translation cannot be solved.
+    good = sequence(1)[0]
+    nowhere = good.joints + np.nan
+    box = np.array([0, 0, 50, 50.0])
+    lost = HandEstimate(good.joints_2d, nowhere, good.theta, good.beta, nowhere, box)
+    verdict = Stabilizer(StabilizerOptions(smoothing=False)).update(lost, 0.0)
+    assert not verdict.stable
+    assert {"reprojection", "iou", "bone_length", "joint_angle"} <= set(verdict.flags)
