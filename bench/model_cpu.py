@@ -7,7 +7,6 @@ Prints a Markdown table (the one in the README) and writes it as JSON with --jso
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import time
@@ -16,6 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hoposer.model import build_model, get_config
+from hoposer.threads import configure_threads
 
 
 def measure(name: str, iterations: int, warmup: int = 3) -> dict:
@@ -53,10 +53,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", default="official,paper,lite")
     parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=int, help="default: the cores this process may use")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    args.threads = configure_threads(args.threads)
     rows = [measure(name, args.iterations) for name in args.configs.split(",")]
     machine = f"{platform.processor() or platform.machine()}, {args.threads} threads"
     print(f"CPU forward, batch 1, torch {torch.__version__} fp32 eager, {machine}\n")

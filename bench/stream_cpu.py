@@ -1,6 +1,7 @@
 """Per-stage latency of `hoposer video` on the rendered 640×480 example clip.
 
     python bench/stream_cpu.py [--frames 90] [--backend auto] [--weights W] [--object SPEC]
+        [--threads N]
 
 Prints the summary's per-stage p50/p99 table (markdown) and the end-to-end frames/s.
 """
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--object", default=EXAMPLE_OBJECT)
+    parser.add_argument("--threads", type=int, help="default: the cores this process may use")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         clip = write_example(Path(folder) / "clip.mp4", frames=args.frames)
@@ -32,7 +34,7 @@ def main() -> None:
             StreamOptions(
                 source=str(clip), out=str(Path(folder) / "out.mp4"), view=False,
                 backend=args.backend, weights=args.weights, object=args.object, hands="right",
-                progress=False,
+                progress=False, threads=args.threads,
             )
         )  # fmt: skip
     print(f"{platform.machine()}, {torch.get_num_threads()} torch threads, {args.frames} frames, "

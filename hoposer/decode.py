@@ -19,6 +19,7 @@ import torch
 from hoposer.geometry.camera import project, solve_translation
 from hoposer.geometry.pnp import object_pose_from_grid
 from hoposer.model.hand import HandModel
+from hoposer.model.inputs import box_to_pixels
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,6 @@ def _numpy(x) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float32).numpy()
     return np.asarray(x, dtype=np.float32)
-
-
-def box_to_pixels(normalised: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Box-normalised points `(B, ..., 2)` → pixels, given boxes `(B, 4)` as [x1, y1, x2, y2]."""
-    boxes = np.asarray(boxes, dtype=np.float64)
-    extra = (1,) * (normalised.ndim - 2)
-    origin = boxes[:, :2].reshape(-1, *extra, 2)
-    size = (boxes[:, 2:] - boxes[:, :2]).reshape(-1, *extra, 2)
-    return origin + normalised.astype(np.float64) * size
 
 
 def decode(

@@ -30,6 +30,7 @@ import torch
 from hoposer.errors import HoposerError
 from hoposer.model.config import ModelConfig
 from hoposer.model.network import HandObjectNet, RawOutputs
+from hoposer.threads import configure_threads, onnxruntime_options
 
 BackendName = Literal["auto", "torch", "onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16"]
@@ -44,7 +45,8 @@ class BackendOptions:
             TensorRT's precision is fixed when the plan is built.
         compile: torch: wrap the model in `torch.compile`.
         channels_last: torch: channels-last memory format for model and images.
-        threads: CPU threads (ONNX Runtime intra-op, torch CPU); None = every usable core.
+        threads: CPU threads (ONNX Runtime intra-op, torch CPU); None = `hoposer.threads`'s
+            default (the cores this process may use).
         cuda_graph: TensorRT: capture batch-1 inference in a CUDA graph and replay it.
     """
 
@@ -67,14 +69,6 @@ class Backend(Protocol):
     def run(self, images, hand_boxes, object_boxes) -> RawOutputs:
         """Predict for a batch."""
         ...
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask, else `os.cpu_count()`)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +179,7 @@ class TorchBackend:
                 f"precision {options.precision} needs a CUDA device; the CPU runs fp32"
             )
         if options.threads is not None and self.device.type == "cpu":
-            torch.set_num_threads(options.threads)
+            configure_threads(options.threads)
         self.config = model.config
         self.input_size = model.config.input_size
         self.options = options
@@ -233,8 +227,8 @@ class OnnxRuntimeBackend:
     """ONNX Runtime on the CPU (default) or the CUDA execution provider.
 
     Session: all graph optimisations (`ORT_ENABLE_ALL`, which folds BatchNorm into convolutions
-    and fuses activations), sequential execution, intra-op threads = every usable core, idle
-    threads not spinning.
+    and fuses activations), sequential execution, threads from `hoposer.threads` (intra-op:
+    `--threads` or the cores this process may use; idle threads not spinning).
     """
 
     name = "onnxruntime"
@@ -267,14 +261,9 @@ class OnnxRuntimeBackend:
             )
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         self.providers = providers if device == "cuda" else providers[1:]
-        session_options = ort.SessionOptions()
+        session_options = onnxruntime_options(options.threads)
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        session_options.intra_op_num_threads = options.threads or usable_cores()
-        session_options.inter_op_num_threads = 1
-        # Idle worker threads sleep instead of spinning, so they do not steal the cores of the
-        # capture/render threads of a live pipeline (or of another backend being benchmarked).
-        session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session_options = session_options
         try:
             self.session = ort.InferenceSession(

@@ -32,12 +32,12 @@ from hoposer.engine.backends import (
     OnnxRuntimeBackend,
     TorchBackend,
     check_backend_name,
-    usable_cores,
 )
 from hoposer.engine.export import example_inputs, export_onnx
 from hoposer.errors import HoposerError
 from hoposer.io import write_text_atomic
 from hoposer.model.network import HandObjectNet, RawOutputs
+from hoposer.threads import available_cores
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class BenchRow:
     peak_memory_mb: float
     memory_kind: str  #: "cuda-max-allocated" or "cpu-rss-high-water (cumulative)"
     max_abs_diff: dict[str, float] = field(default_factory=dict)  #: per output vs torch fp32
+    cpu_threads: int = 0  #: the CPU threads it computed with (0: it runs on a GPU)
 
 
 def _sync(backend: Backend) -> None:
@@ -67,6 +68,15 @@ def _sync(backend: Backend) -> None:
 def _rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024  # bytes vs KiB
+
+
+def _cpu_threads(backend: Backend) -> int:
+    if backend.device.type != "cpu":
+        return 0
+    session_options = getattr(backend, "session_options", None)  # ONNX Runtime
+    if session_options is not None:
+        return session_options.intra_op_num_threads
+    return torch.get_num_threads()
 
 
 def max_abs_diff(outputs: RawOutputs, reference: RawOutputs) -> dict[str, float]:
@@ -142,6 +152,7 @@ def benchmark(
                     peak_memory_mb=float(memory[i]),
                     memory_kind=kinds[i],
                     max_abs_diff=diffs[i],
+                    cpu_threads=_cpu_threads(backend),
                 )
             )
     return rows
@@ -195,7 +206,7 @@ def machine_description() -> dict[str, str]:
 
     info = {
         "cpu": platform.processor() or platform.machine(),
-        "cores": str(usable_cores()),
+        "cores": str(available_cores()),
         "torch_threads": str(torch.get_num_threads()),
         "python": platform.python_version(),
         "torch": torch.__version__,

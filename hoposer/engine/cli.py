@@ -122,7 +122,9 @@ def bench(
     warmup: Annotated[int, typer.Option(help="untimed calls first")] = 3,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any)")] = None,
     precision: Annotated[str, typer.Option(help="torch on CUDA: fp32, fp16 or bf16")] = "fp32",
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: all)")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (default: the cores this process may use)")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="also save rows as JSON")] = None,
 ) -> None:
     """Latency (p50/p90/p99), throughput, peak memory and max |diff| vs torch fp32.
@@ -132,15 +134,13 @@ def bench(
 
         hoposer engine bench --weights official.safetensors --backend tensorrt,torch --out b.json
     """
-    import torch
-
     from hoposer.engine.backends import BackendOptions
     from hoposer.engine.bench import format_table, run_benchmark, save_rows
+    from hoposer.threads import configure_threads
 
     if precision not in ("fp32", "fp16", "bf16"):
         raise HoposerError(f"--precision must be fp32, fp16 or bf16, not {precision!r}")
-    if threads is not None:
-        torch.set_num_threads(threads)
+    threads = configure_threads(threads)
     model = _load_model(weights, config, input_size)
     options = BackendOptions(precision=precision, threads=threads)  # type: ignore[arg-type]
     batches = _ints(batch, "--batch")
@@ -161,7 +161,7 @@ def bench(
         size = f" --input-size {input_size}" if input_size is not None else ""
         command = (
             f"hoposer engine bench {source}{size} --backend {backend} --batch {batch} "
-            f"--iterations {iterations} --warmup {warmup}"
+            f"--iterations {iterations} --warmup {warmup} --threads {threads}"
         )
         save_rows(rows, out, command=command)
         print(f"wrote {out}")

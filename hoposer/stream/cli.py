@@ -48,6 +48,10 @@ Hands = Annotated[
     str, typer.Option(help="auto (MediaPipe's handedness) | right | left: the hand in view")
 ]
 Relock = Annotated[int, typer.Option(help="agreeing frames needed to re-lock after a failure")]
+Threads = Annotated[
+    int | None,
+    typer.Option(help="CPU threads for the engine and OpenCV (default: the cores available)"),
+]
 
 
 def _options(**kwargs):
@@ -87,6 +91,7 @@ def video(
     hands: Hands = "auto",
     smooth: Smooth = True,
     relock: Relock = 3,
+    threads: Threads = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
 ) -> None:
     """Estimate hand and object poses in a video file; write an annotated video + poses.
@@ -106,7 +111,7 @@ def video(
             camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics, publish=publish,
             allow_remote=allow_remote, hand_model=hand_model, mano_dir=mano_dir,
             detector=detector, hands=hands, smooth=smooth, relock=relock,
-            max_frames=max_frames,
+            max_frames=max_frames, threads=threads,
         )
     )  # fmt: skip
     _print_summary(summary, out)
@@ -140,6 +145,7 @@ def live(
     hands: Hands = "auto",
     smooth: Smooth = True,
     relock: Relock = 3,
+    threads: Threads = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
 ) -> None:
     """Run on a live camera: windows, and poses published over ZeroMQ.
@@ -158,7 +164,7 @@ def live(
             publish=publish, allow_remote=allow_remote, curve_secret=curve_secret,
             curve_clients=curve_clients, hand_model=hand_model, mano_dir=mano_dir,
             detector=detector, selfie=selfie, hands=hands, smooth=smooth, relock=relock,
-            max_frames=max_frames,
+            max_frames=max_frames, threads=threads,
         )
     )  # fmt: skip
     _print_summary(summary, out)

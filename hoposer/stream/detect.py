@@ -206,14 +206,24 @@ class OnnxObjectDetector:
     overlapping the hand's surroundings.
     """
 
-    def __init__(self, path: str | Path, class_id: int | None = None, min_score: float = 0.25):
+    def __init__(
+        self,
+        path: str | Path,
+        class_id: int | None = None,
+        min_score: float = 0.25,
+        threads: int | None = None,
+    ):
         import onnxruntime as ort
+
+        from hoposer.threads import onnxruntime_options
 
         path = Path(path)
         if not path.is_file():
             raise HoposerError(f"detector model {path} not found")
         try:
-            self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), onnxruntime_options(threads), providers=["CPUExecutionProvider"]
+            )
         except Exception as err:  # ORT raises its own exception types for corrupt models
             raise HoposerError(f"{path} is not a loadable ONNX model: {err}") from None
         shape = self.session.get_inputs()[0].shape

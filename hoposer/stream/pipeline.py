@@ -5,10 +5,11 @@ turns a captured frame into a `FrameResult`: the message to publish/write plus w
 draw. It times every stage. The threads and I/O around it live in `run.py`.
 
 Left hands: the model is a right-hand model. A left hand is handled in the mirror image
-(x → W − x): mirroring the frame is the same as mirroring the scene in the camera frame
-(X → −X) with the principal point moved to W − cx, so the whole chain (crop, network, hand
-placement, PnP) runs unchanged on the mirrored frame; the results are mirrored back (joints and
-vertices X → −X, θ's axis-angle triplets (x, y, z) → (x, −y, −z), object pose M·R·M, M·t).
+(x → W − 1 − x): mirroring the frame is the same as mirroring the scene in the camera frame
+(X → −X) with the principal point moved to W − 1 − cx, so the whole chain (crop, network, hand
+placement, PnP) runs unchanged on the mirrored frame (`model.inputs.InputView`); the results are
+mirrored back (joints and vertices X → −X, θ's axis-angle triplets (x, y, z) → (x, −y, −z),
+object pose M·R·M, M·t).
 """
 
 import time
@@ -20,8 +21,8 @@ import numpy as np
 from hoposer.calib.extrinsics import Transform
 from hoposer.decode import FramePose, decode
 from hoposer.errors import HoposerError
-from hoposer.geometry.crop import Crop, crop_around
 from hoposer.model.hand import HandModel
+from hoposer.model.inputs import InputView, prepare
 from hoposer.stream.capture import Frame
 from hoposer.stream.detect import (
     HandDetection,
@@ -129,31 +130,26 @@ class FrameProcessor:
 
         height, width = rgb.shape[:2]
         object_box = self._object_box(rgb, detection)
-        left = detection.side == "left"
-        K, hand_box, obj_box, work = self.K, detection.box, object_box, rgb
-        if left:  # run the right-hand model on the mirror image
-            work = rgb[:, ::-1]
-            K = self.K.copy()
-            K[0, 2] = width - self.K[0, 2]
-            hand_box, obj_box = _mirror_box(hand_box, width), _mirror_box(object_box, width)
-        size = self.backend.input_size
-        crop = crop_around([hand_box, obj_box], size, (width, height))
-        pixels = crop.warp(np.ascontiguousarray(work))
-        images = pixels.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-        crop_hand = crop.apply_box(hand_box).astype(np.float32)
-        crop_object = crop.apply_box(obj_box).astype(np.float32)
+        # A left hand runs through the right-hand model in the mirror image (module docstring).
+        view = InputView.around(
+            [detection.box, object_box],
+            self.backend.input_size,
+            (width, height),
+            mirrored=detection.side == "left",
+        )
+        net = prepare(rgb, view, detection.box, object_box, self.K)
         lap("preprocess")
-        raw = self.backend.run(images, crop_hand[None], crop_object[None])
+        raw = self.backend.run(net.image[None], net.hand_box[None], net.object_box[None])
         lap("engine")
         pose = decode(
             raw,
-            crop.camera(K),
-            crop_hand[None],
-            crop_object[None],
+            net.camera_matrix,
+            net.hand_box[None],
+            net.object_box[None],
             self.hand_model,
             self.object_spec.control_points if self.object_spec else None,
         )[0]
-        pose = _to_frame(pose, crop, width, left)
+        pose = _to_frame(pose, view)
         lap("decode")
         if self.objects is not None and pose.object is not None:
             self.objects.update(pose.object.success, pose.object.R, pose.object.t)
@@ -229,23 +225,15 @@ class FrameProcessor:
         return FrameResult(frame, message, detection, object_box, pose, verdict, timings)
 
 
-def _mirror_box(box: np.ndarray, width: int) -> np.ndarray:
-    return np.array([width - box[2], box[1], width - box[0], box[3]], np.float64)
-
-
-def _to_frame(pose: FramePose, crop: Crop, width: int, mirrored: bool) -> FramePose:
-    """Map a pose decoded in the (possibly mirrored) crop back to the original frame."""
+def _to_frame(pose: FramePose, view: InputView) -> FramePose:
+    """Map a pose decoded in the (possibly mirrored) network input back to the original frame."""
     from dataclasses import replace
 
-    joints_2d = crop.invert(pose.hand.joints_2d)
-    hand = replace(pose.hand, joints_2d=joints_2d)
+    hand = replace(pose.hand, joints_2d=view.to_frame(pose.hand.joints_2d))
     obj = pose.object
-    if mirrored:
-        joints_2d = joints_2d.copy()
-        joints_2d[:, 0] = width - joints_2d[:, 0]
+    if view.mirrored:
         hand = replace(
             hand,
-            joints_2d=joints_2d,
             joints=pose.hand.joints @ MIRROR,
             vertices=pose.hand.vertices @ MIRROR,
             theta=mirror_theta(pose.hand.theta),

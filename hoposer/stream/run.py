@@ -9,7 +9,7 @@ every frame is processed and written, in order.
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -18,6 +18,7 @@ import numpy as np
 from hoposer.errors import HoposerError
 from hoposer.progress import ProgressBar
 from hoposer.stream.stabilizer import StabilizerOptions
+from hoposer.threads import configure_threads
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class StreamOptions:
     selfie: bool = False
     hands: str = "auto"
     max_frames: int | None = None
+    threads: int | None = None  #: CPU threads of every stage (None: the cores available)
     stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
     progress: bool = True
 
@@ -134,7 +136,9 @@ def _backend(options: StreamOptions):
         onnx=options.onnx,
         plan=options.plan,
         device=options.device,
-        options=BackendOptions(precision=options.precision, compile=options.compile),
+        options=BackendOptions(
+            precision=options.precision, compile=options.compile, threads=options.threads
+        ),
     )
     return backend, trained_with
 
@@ -144,7 +148,9 @@ def _detectors(options: StreamOptions):
 
     object_detector = None
     if options.detector.startswith("onnx:"):
-        object_detector = OnnxObjectDetector(options.detector.removeprefix("onnx:"))
+        object_detector = OnnxObjectDetector(
+            options.detector.removeprefix("onnx:"), threads=options.threads
+        )
     elif options.detector != "mediapipe":
         raise HoposerError(
             f"unknown --detector {options.detector!r}: use mediapipe or onnx:PATH (a YOLO-format "
@@ -191,6 +197,7 @@ def run_stream(options: StreamOptions) -> dict:
 
     if options.out is not None:
         check_writable(Path(options.out))
+    options = replace(options, threads=configure_threads(options.threads))
     source = open_source(options.source, live=options.live)
     resources: list = [source]
     outputs = None
@@ -227,6 +234,7 @@ def run_stream(options: StreamOptions) -> dict:
             resources.append(viewer)
         args = (options, source, processor, publisher, outputs, viewer, K, object_spec)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
+        summary["threads"] = options.threads
         if outputs is not None:
             outputs.close(summary)
             outputs = None

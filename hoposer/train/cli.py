@@ -101,6 +101,10 @@ def fit(
     max_samples: Annotated[int | None, typer.Option(help="use only the first N frames")] = None,
     augment: bool = True,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    threads: Annotated[
+        int | None,
+        typer.Option(help="CPU threads per process (default: the cores available)"),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in --out")] = False,
 ) -> None:
     """Train the joint network (DDP with `torchrun`; resumable; checkpoints every epoch).
@@ -122,7 +126,7 @@ def fit(
         checkpoint_every=checkpoint_every, max_steps=max_steps, max_minutes=max_minutes,
         max_samples=max_samples,
         augment=augment, device=device, pseudo=list(pseudo or []), pseudo_ratio=pseudo_ratio,
-        pseudo_filters=pseudo_filters,
+        pseudo_filters=pseudo_filters, threads=threads,
     )  # fmt: skip
     summary = run_fit(options, resume=resume)
     print(json.dumps(summary, indent=2))

@@ -34,6 +34,7 @@ from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
 from hoposer.model.hand import build_hand_model
 from hoposer.model.network import HandObjectNet
 from hoposer.progress import ProgressBar
+from hoposer.threads import configure_threads
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, collate
 from hoposer.train.losses import LOSS_PRESETS, hand_object_loss
 from hoposer.train.tensorboard import ScalarWriter
@@ -72,6 +73,7 @@ class FitOptions:
     pseudo: list[str] = field(default_factory=list)
     pseudo_ratio: float = 1.0
     pseudo_filters: str = "all"  #: all | none | no-spatial | no-temporal (§5.1, Table 4)
+    threads: int | None = None  #: CPU threads per process (None: the cores available)
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
@@ -138,6 +140,7 @@ def build_datasets(options: FitOptions, config: ModelConfig) -> torch.utils.data
 def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dict:
     """Train; returns the last epoch's summary."""
     rank, local_rank, world = _distributed()
+    configure_threads(options.threads)
     device = resolve_device(options.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", local_rank)

@@ -15,6 +15,7 @@ from hoposer.engine.backends import (
 from hoposer.engine.export import example_inputs
 from hoposer.errors import HoposerError
 from hoposer.model.checkpoint import save_checkpoint
+from hoposer.threads import resolve_threads
 
 S = 128
 
@@ -147,6 +148,17 @@ def test_onnxruntime_session_settings(small_onnx):
     assert opts.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
     assert opts.intra_op_num_threads == 1
     assert backend.session.get_providers() == ["CPUExecutionProvider"]
+    default = OnnxRuntimeBackend(small_onnx, "cpu").session_options
+    assert default.intra_op_num_threads == resolve_threads()  # the machine's, not ORT's guess
+
+
+def test_threads_option_sizes_the_torch_pool(small_model):
+    before = torch.get_num_threads()
+    try:
+        TorchBackend(small_model, "cpu", BackendOptions(threads=2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.gpu

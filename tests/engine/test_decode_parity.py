@@ -7,8 +7,8 @@ from hoposer.decode import decode
 from hoposer.engine.backends import open_backend
 from hoposer.geometry.camera import project
 from hoposer.geometry.control_points import object_mesh
-from hoposer.geometry.crop import crop_around
 from hoposer.model.hand import StandInHand
+from hoposer.model.inputs import InputView, prepare
 from hoposer.stream.example import EXAMPLE_OBJECT, render_example
 from hoposer.stream.pipeline import default_camera_matrix
 from hoposer.stream.run import DEFAULT_WEIGHTS
@@ -26,14 +26,13 @@ def test_decoded_poses_agree_between_backends(tmp_path, monkeypatch):
     torch_backend = open_backend("torch", weights=DEFAULT_WEIGHTS, device="cpu")
     ort_backend = open_backend("onnxruntime", weights=DEFAULT_WEIGHTS)
     size = torch_backend.input_size
-    crop = crop_around([hand_box, object_box], size, (640, 480))
-    image = crop.warp(cv2.cvtColor(images[1], cv2.COLOR_BGR2RGB))
-    batch = image.transpose(2, 0, 1)[None].astype(np.float32) / 255
-    boxes = [crop.apply(b.reshape(2, 2)).reshape(1, 4).astype(np.float32)
-             for b in (hand_box, object_box)]  # fmt: skip
+    view = InputView.around([hand_box, object_box], size, (640, 480))
+    net = prepare(cv2.cvtColor(images[1], cv2.COLOR_BGR2RGB), view, hand_box, object_box, K)
+    batch = net.image[None]
+    boxes = [net.hand_box[None], net.object_box[None]]
     hand = StandInHand()
     poses = [
-        decode(b.run(batch, *boxes), crop.camera(K), *boxes, hand, box.control_points)[0]
+        decode(b.run(batch, *boxes), net.camera_matrix, *boxes, hand, box.control_points)[0]
         for b in (torch_backend, ort_backend)
     ]
     a, b = poses

@@ -29,6 +29,7 @@ from hoposer.errors import HoposerError
 from hoposer.geometry.boxes import box_from_points
 from hoposer.geometry.camera import project
 from hoposer.geometry.crop import HAND_BOX_EXPAND, Crop, crop_around, expand_box
+from hoposer.model.inputs import network_image
 from hoposer.train.data.ho3d import FrameLabel, ObjectLibrary, read_label, read_split
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
         roll, crop_K = crop.roll, crop.camera(K)
         pixels = jitter_color(crop.warp(image), rng, aug.color, aug.hue)
         sample: dict = {
-            "image": np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32) / 255.0,
+            "image": network_image(pixels),
             "camera_matrix": crop_K.astype(np.float32),
             "index": np.int64(index),
         }

@@ -17,6 +17,7 @@ import torch
 from hoposer.errors import HoposerError
 from hoposer.geometry.boxes import box_from_points
 from hoposer.geometry.crop import HAND_BOX_EXPAND, crop_around, expand_box
+from hoposer.model.inputs import network_image
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, jitter_color
 from hoposer.train.pseudo.select import load_shards, select
 from hoposer.train.pseudo.videos import read_frame
@@ -80,7 +81,7 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         theta[:3] = cv2.Rodrigues(roll @ cv2.Rodrigues(theta[:3])[0])[0][:, 0]
         r = self.grid_size
         sample = {
-            "image": np.ascontiguousarray(pixels.transpose(2, 0, 1), np.float32) / 255.0,
+            "image": network_image(pixels),
             "camera_matrix": np.eye(3),  # unknown: pseudo-labels are weak-perspective
             "index": np.int64(index),
             "joints_2d": (joints_2d - hand_box[:2]) / np.maximum(hand_box[2:] - hand_box[:2], 1e-6),

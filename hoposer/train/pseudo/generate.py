@@ -26,14 +26,14 @@ import cv2
 import numpy as np
 import torch
 
-from hoposer.decode import box_to_pixels
 from hoposer.errors import HoposerError
 from hoposer.geometry.consistency import spatial_statistics, temporal_statistics
-from hoposer.geometry.crop import Crop, crop_around
+from hoposer.geometry.crop import Crop
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hoposer.io import atomic_path, write_text_atomic
 from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 from hoposer.model.hand import HandModel, hand_model_for_weights
+from hoposer.model.inputs import InputView, prepare, stack
 from hoposer.train.fit import resolve_device
 from hoposer.train.pseudo.videos import Video, load_videos, read_frame
 
@@ -89,30 +89,27 @@ class TTAPredictor:
         """Averaged prediction for one frame (frame pixels, camera orientation, metres)."""
         height, width = image_rgb.shape[:2]
         boxes = [hand_box] + ([object_box] if object_box is not None else [])
-        base = crop_around(boxes, self.size, (width, height))
-        crops, images, hand_boxes, object_boxes = [], [], [], []
-        for scale, degrees in self.augmentations:
-            crop = Crop(base.center, base.side * scale, self.size, np.radians(degrees))
-            crops.append(crop)
-            images.append(crop.warp(image_rgb))
-            hand_boxes.append(crop.apply_box(hand_box))
-            object_boxes.append(crop.apply_box(object_box if object_box is not None else hand_box))
-        batch = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / 255)
-        with torch.inference_mode():
-            raw = self.model(
-                batch.to(self.device),
-                torch.tensor(np.stack(hand_boxes), dtype=torch.float32, device=self.device),
-                torch.tensor(np.stack(object_boxes), dtype=torch.float32, device=self.device),
+        base = InputView.around(boxes, self.size, (width, height))
+        inputs = [
+            prepare(image_rgb, base.with_crop(crop), hand_box, object_box)
+            for crop in (
+                Crop(base.crop.center, base.crop.side * scale, self.size, np.radians(degrees))
+                for scale, degrees in self.augmentations
             )
+        ]
+        images, hand_boxes, object_boxes = (
+            torch.from_numpy(x).to(self.device) for x in stack(inputs)
+        )
+        with torch.inference_mode():
+            raw = self.model(images, hand_boxes, object_boxes)
         joints_norm = raw.joints_2d.float().cpu().numpy()
         theta = raw.theta.float().cpu().numpy().astype(np.float64)
         beta = raw.beta.float().cpu().numpy().astype(np.float64)
-        crop_pixels = box_to_pixels(joints_norm, np.stack(hand_boxes))
         joints_2d, globals_ = [], []
-        for i, crop in enumerate(crops):
-            joints_2d.append(crop.invert(crop_pixels[i]))
+        for i, one in enumerate(inputs):
+            joints_2d.append(one.to_frame(joints_norm[i]))
             rolled = axis_angle_to_matrix(torch.from_numpy(theta[i, :3])).numpy()
-            globals_.append(crop.roll.T @ rolled)  # undo the camera roll of the rotated crop
+            globals_.append(one.view.crop.roll.T @ rolled)  # undo the camera roll of the crop
         mean_theta = theta.mean(axis=0)
         mean_theta[:3] = matrix_to_axis_angle(torch.from_numpy(mean_rotation(np.stack(globals_))))
         mean_beta = beta.mean(axis=0)
