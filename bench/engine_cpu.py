@@ -1,7 +1,7 @@
 """ONNX Runtime vs PyTorch eager fp32 on the CPU, for the `lite` and `official` configs.
 
     python bench/engine_cpu.py [--configs lite,official] [--batch 1,8] [--iterations 30,5]
-        [--json PATH]
+        [--threads N] [--json PATH]
 
 Random weights (speed does not depend on their values). Each config is exported to ONNX, both
 backends run the same inputs, timed in alternation (see `hoposer.engine.bench`). Prints the
@@ -12,7 +12,7 @@ one config: `hoposer engine bench --config lite --backend onnxruntime,torch --de
 import argparse
 import json
 
-from hoposer.engine.backends import random_model
+from hoposer.engine.backends import BackendOptions, random_model
 from hoposer.engine.bench import format_table, machine_description, run_benchmark
 
 
@@ -22,6 +22,7 @@ def main() -> None:
     parser.add_argument("--batch", default="1,8")
     parser.add_argument("--iterations", default="30,5", help="per config, comma-separated")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="CPU threads per backend (default: all)")
     parser.add_argument("--json", help="also write rows and machine description here")
     args = parser.parse_args()
     configs = args.configs.split(",")
@@ -37,6 +38,7 @@ def main() -> None:
             iterations=its,
             warmup=args.warmup,
             device="cpu",
+            options=BackendOptions(threads=args.threads),
         )
     machine = machine_description()
     print(f"CPU ({machine['cpu']}, {machine['cores']} cores), no GPU; {machine}\n")

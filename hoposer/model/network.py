@@ -1,4 +1,4 @@
-"""The joint hand-object network of §4 (Figure 2): shared ResNet-FPN, RoIAlign, CR, two decoders."""
+"""The joint hand-object network of §4 (Figure 2): FPN encoder, RoIAlign, CR, two decoders."""
 
 from typing import NamedTuple
 
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
-from hoposer.model.backbone import ResNetFPN
+from hoposer.model.backbone import build_backbone
 from hoposer.model.config import ModelConfig
 from hoposer.model.context import ContextualReasoning
 from hoposer.model.hand_decoder import HandDecoder
@@ -57,7 +57,7 @@ class HandObjectNet(nn.Module):
         super().__init__()
         self.config = config
         c = config.fpn_channels
-        self.backbone = ResNetFPN(config.backbone, c, config.activation)
+        self.backbone = build_backbone(config)
         self.hand_decoder = HandDecoder(config)
         self.object_decoder = ObjectDecoder(config)
 
@@ -71,6 +71,8 @@ class HandObjectNet(nn.Module):
         self.hand_context = context() if query in ("hand", "both") else None
         if config.input_normalization == "imagenet":
             mean, std = torch.tensor(_IMAGENET_MEAN), torch.tensor(_IMAGENET_STD)
+        elif config.input_normalization == "tf_lite":
+            mean, std = torch.full((3,), 127 / 255), torch.full((3,), 128 / 255)
         else:
             mean, std = torch.zeros(3), torch.ones(3)
         self.register_buffer("pixel_mean", mean.reshape(1, 3, 1, 1), persistent=False)

