@@ -117,7 +117,7 @@ def test_per_item_intrinsics(K_batch):
     np.testing.assert_allclose(pose.hand.translation, truth["wrist"], atol=1e-5)
 
 
-@pytest.mark.parametrize("spec", ["box:0.05x0.08x0.04", "cylinder:0.03x0.1"])
+@pytest.mark.parametrize("spec", ["box:0.05x0.08x0.04", "box:0.06x0.06x0.06", "cylinder:0.03x0.1"])
 def test_pnp_on_canonical_target_votes_recovers_a_symmetric_object_up_to_its_symmetry(spec):
     from hoposer.geometry.control_points import canonical_pose
     from hoposer.train.metrics import add_error, adds_error
@@ -130,7 +130,8 @@ def test_pnp_on_canonical_target_votes_recovers_a_symmetric_object_up_to_its_sym
         angle = rng.normal(0, 1.5, 3)
         R = cv2_rodrigues(angle)
         t = np.array([0.01, 0.02, 0.45])
-        R_c, t_c = canonical_pose(R, t, mesh.symmetry, mesh.control_points[20])
+        extent = mesh.control_points[7] - mesh.control_points[0]
+        R_c, t_c = canonical_pose(R, t, mesh.symmetry, mesh.control_points[20], extent)
         points_2d = project(mesh.control_points @ R_c.T + t_c, K)
         object_box = box_of(points_2d, 1.0)
         cells = np.broadcast_to((points_2d - object_box[:2]) / (object_box[2:] - object_box[:2]),

@@ -31,7 +31,9 @@ Every object declares one of `SYMMETRIES`, as a suffix of its spec (``SPEC@SYMME
 ``mug.ply@cylinder`` or ``box:0.06x0.1x0.04@none`` for a box painted so that its faces differ):
 
     none      no symmetry (default for mesh files)
-    box       identity and the 180° turns about the x, y and z axes (default for ``box:``)
+    box       identity and the 180° turns about the x, y and z axes (default for ``box:``); a
+              box with two equal sides also turns 90° about the third axis, a cube has all 24
+              rotations onto itself
     cylinder  any turn about the y axis, and the 180° flip about the x axis (default for
               ``cylinder:``; the primitive's axis is y)
 
@@ -40,6 +42,7 @@ The axes are the object frame's, through the centre of its bounding box (control
 rotation is closest to the camera's axes, so training targets are a function of the image.
 """
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,8 +68,6 @@ _EDGES: tuple[tuple[int, int], ...] = (
 #: The symmetries an object may declare (see the module docstring).
 SYMMETRIES = ("none", "box", "cylinder")
 
-#: The box group's turns: identity and 180° about x, y and z (diagonal rotation matrices).
-_BOX_TURNS = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=np.float64)
 _FLIP_X = np.diag([1.0, -1.0, -1.0])  #: the cylinder's end-over-end flip, 180° about x
 
 #: Vertex count above which `object_diameter` first reduces the points to their convex hull.
@@ -385,17 +386,37 @@ def _turn_about_y(angle: float) -> np.ndarray:
     return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
 
 
-def symmetry_rotations(symmetry: str, steps: int = 360) -> np.ndarray:
+def _box_turns(extent) -> np.ndarray:
+    """Rotations of a box onto itself: signed axis permutations with determinant +1.
+
+    Only axes of equal `extent` (within 1e-6 relative) are exchanged; none without `extent`.
+    """
+    turns = []
+    for perm in itertools.permutations(range(3)):
+        if perm != (0, 1, 2) and (
+            extent is None or not np.allclose(extent, np.asarray(extent)[list(perm)], rtol=1e-6)
+        ):
+            continue
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            turn = np.zeros((3, 3))
+            turn[range(3), perm] = signs
+            if np.linalg.det(turn) > 0:
+                turns.append(turn)
+    return np.stack(turns)
+
+
+def symmetry_rotations(symmetry: str, steps: int = 360, extent=None) -> np.ndarray:
     """The object-frame rotations `S` of a symmetry group, `(K, 3, 3)`, identity first.
 
     The cylinder's continuous group is sampled: `steps` turns about y, each with and without the
-    flip about x (2·steps members).
+    flip about x (2·steps members). A box's group depends on which of its sides are equal: pass
+    its `extent` (the bounding box's sides, `(3,)`) to include the 90° turns (4, 8 or 24 members).
     """
     _check_symmetry(symmetry)
     if symmetry == "none":
         return np.eye(3)[None]
     if symmetry == "box":
-        return np.stack([np.diag(d) for d in _BOX_TURNS])
+        return _box_turns(extent)
     turns = np.stack([_turn_about_y(a) for a in 2 * np.pi * np.arange(steps) / steps])
     return np.concatenate([turns, _FLIP_X @ turns])
 
@@ -412,7 +433,7 @@ def symmetric_pose(R, t, S, centre) -> tuple[np.ndarray, np.ndarray]:
     return RS, np.asarray(t, np.float64) + R @ centre - RS @ centre
 
 
-def canonical_pose(R, t, symmetry: str, centre) -> tuple[np.ndarray, np.ndarray]:
+def canonical_pose(R, t, symmetry: str, centre, extent=None) -> tuple[np.ndarray, np.ndarray]:
     """The member of `(R, t)`'s symmetry family whose rotation is closest to the identity.
 
     "Closest" is in the Frobenius norm, i.e. the largest `trace(R S)`: the object's axes as
@@ -425,6 +446,8 @@ def canonical_pose(R, t, symmetry: str, centre) -> tuple[np.ndarray, np.ndarray]
         t: `(3,)` object → camera translation (metres).
         symmetry: one of `SYMMETRIES`.
         centre: `(3,)` the symmetry axes' origin in the object frame (bounding-box centre).
+        extent: `(3,)` the bounding box's sides, for a box with equal sides (see
+            `symmetry_rotations`).
 
     Returns:
         The canonical `(R, t)`; `(R, t)` itself for "none".
@@ -439,8 +462,9 @@ def canonical_pose(R, t, symmetry: str, centre) -> tuple[np.ndarray, np.ndarray]
     if symmetry == "none":
         return R, np.asarray(t, np.float64)
     if symmetry == "box":
-        best = int(np.argmax(_BOX_TURNS @ np.diag(R)))
-        return symmetric_pose(R, t, np.diag(_BOX_TURNS[best]), centre)
+        turns = _box_turns(extent)
+        best = int(np.argmax(np.einsum("ij,kji->k", R, turns)))  # trace(R S) for every S
+        return symmetric_pose(R, t, turns[best], centre)
     candidates = []
     for flip in (np.eye(3), _FLIP_X):
         M = R @ flip

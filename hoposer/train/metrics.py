@@ -218,7 +218,8 @@ def rep_error(
     """REP: mean 2D distance between the model points projected under the two poses (pixels).
 
     For a symmetric object, the smallest REP over the true pose's symmetry family (about
-    `centre`, the bounding-box centre; the cylinder's group sampled every 1°).
+    `centre`, the bounding-box centre; the cylinder's group sampled every 1°, a box's group
+    widened by its equal sides).
     """
     K = np.asarray(camera_matrix, np.float64)
 
@@ -229,7 +230,8 @@ def rep_error(
     pred = project(transform(points, R_pred, t_pred))
     centre = np.zeros(3) if centre is None else centre
     best = float("inf")
-    for S in symmetry_rotations(symmetry):
+    extent = np.ptp(np.asarray(points, np.float64), axis=0)
+    for S in symmetry_rotations(symmetry, extent=extent):
         gt = project(transform(points, *symmetric_pose(R_gt, t_gt, S, centre)))
         best = min(best, float(np.linalg.norm(pred - gt, axis=1).mean()))
     return best

@@ -144,9 +144,13 @@ def test_a_symmetric_object_looks_the_same_in_every_member_of_its_family(spec):
         assert np.abs(moved[:, None] - seen[None]).sum(-1).min(1).max() < 1e-9
 
 
-@pytest.mark.parametrize("symmetry", ["box", "cylinder"])
+@pytest.mark.parametrize(
+    "symmetry, extent, members",
+    [("box", None, 4), ("box", [0.05, 0.05, 0.08], 8), ("box", [0.06] * 3, 24),
+     ("cylinder", None, 720)],
+)  # fmt: skip
 def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_the_camera(
-    symmetry,
+    symmetry, extent, members
 ):
     from hoposer.geometry.control_points import (
         canonical_pose,
@@ -155,17 +159,22 @@ def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_
     )
 
     rng = np.random.default_rng(2)
-    group = symmetry_rotations(symmetry)
+    group = symmetry_rotations(symmetry, extent=extent)
+    assert len(group) == members and np.allclose(group[0], np.eye(3))
+    if extent is not None:  # every member maps the box's corners onto its corners
+        corners = box_control_points(-np.asarray(extent) / 2, np.asarray(extent) / 2)[:8]
+        for S in group:
+            assert np.abs((corners @ S.T)[:, None] - corners[None]).sum(-1).min(1).max() < 1e-12
     for _ in range(50):
         R, t = _random_rotation(rng), rng.normal(size=3)
         centre = rng.normal(size=3) * 0.02  # a mesh's box centre need not be its origin
-        R_c, t_c = canonical_pose(R, t, symmetry, centre)
+        R_c, t_c = canonical_pose(R, t, symmetry, centre, extent)
         # a member of the family: (R_c, t_c) = (R S, ...) for a symmetry S about the centre
         S = R.T @ R_c
         np.testing.assert_allclose(symmetric_pose(R, t, S, centre)[1], t_c, atol=1e-12)
         assert np.trace(R_c) >= max(np.trace(R @ G) for G in group) - 1e-9
         R2, t2 = symmetric_pose(R, t, group[rng.integers(len(group))], centre)
-        R2_c, t2_c = canonical_pose(R2, t2, symmetry, centre)
+        R2_c, t2_c = canonical_pose(R2, t2, symmetry, centre, extent)
         np.testing.assert_allclose(R2_c, R_c, atol=1e-9)
         np.testing.assert_allclose(t2_c, t_c, atol=1e-9)
     R = _random_rotation(rng)

@@ -47,6 +47,15 @@ def _turn_y(angle):
     [
         ("box:0.05x0.08x0.03", [np.eye(3), np.diag([-1.0, 1, -1]), np.diag([1.0, -1, -1])]),
         ("cylinder:0.03x0.1", [np.eye(3), _turn_y(1.1), np.diag([1.0, -1, -1]) @ _turn_y(-2.0)]),
+        # a cube also looks the same turned 90° (here about z, then about x)
+        (
+            "box:0.06x0.06x0.06",
+            [
+                np.eye(3),
+                np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]]),
+                np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]),
+            ],
+        ),
     ],
 )
 def test_two_symmetric_poses_give_identical_targets(tmp_path, spec, turns):

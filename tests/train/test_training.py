@@ -73,9 +73,8 @@ def test_augmented_samples_keep_2d_and_3d_labels_consistent(data):
         np.testing.assert_allclose(project(joints, K), pixels, atol=1e-2)
         label = dataset.label(5)
         model = dataset.objects.get(label.object_name)
-        R, t = canonical_pose(
-            sample["object_R"], sample["object_t"], label.object_symmetry, model.centre
-        )
+        R, t = canonical_pose(sample["object_R"], sample["object_t"], label.object_symmetry,
+                              model.centre, model.extent)  # fmt: skip
         points = project(model.control_points @ R.T + t, K)
         obox = sample["object_box"]
         np.testing.assert_allclose(

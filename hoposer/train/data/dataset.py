@@ -175,7 +175,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
             symmetry = label.object_symmetry or model.symmetry
             # The crop, too, must not depend on which member of the family is labelled.
             shown_R, shown_t = canonical_pose(
-                label.object_R, label.object_t, symmetry, model.centre
+                label.object_R, label.object_t, symmetry, model.centre, model.extent
             )
             object_2d = project(model.control_points @ shown_R.T + shown_t, K)
             boxes.append(box_from_points(object_2d))
@@ -214,7 +214,9 @@ class HandObjectDataset(torch.utils.data.Dataset):
         if model is not None:
             object_R = roll @ label.object_R
             object_t = roll @ label.object_t
-            target_R, target_t = canonical_pose(object_R, object_t, symmetry, model.centre)
+            target_R, target_t = canonical_pose(
+                object_R, object_t, symmetry, model.centre, model.extent
+            )
             points_2d = project(model.control_points @ target_R.T + target_t, crop_K)
             object_box = expand_box(box_from_points(points_2d), OBJECT_BOX_EXPAND)
             vertices = model.vertices[:: max(1, len(model.vertices) // 2000)]

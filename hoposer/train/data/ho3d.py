@@ -80,6 +80,11 @@ class ObjectModel:
         """`(3,)` bounding-box centre: the origin of the symmetry axes."""
         return self.control_points[20]
 
+    @property
+    def extent(self) -> np.ndarray:
+        """`(3,)` bounding-box sides (equal sides widen a box's symmetry group)."""
+        return self.control_points[7] - self.control_points[0]
+
 
 class ObjectLibrary:
     """Object models by HO-3D name (from a YCB models folder) or synthetic spec, cached."""
