@@ -115,3 +115,46 @@ def test_per_item_intrinsics(K_batch):
     (pose,) = decode(raw, camera, hand_box, object_box, hand, None)
     assert pose.object is None
     np.testing.assert_allclose(pose.hand.translation, truth["wrist"], atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["box:0.05x0.08x0.04", "box:0.06x0.06x0.06", "cylinder:0.03x0.1"])
+def test_pnp_on_canonical_target_votes_recovers_a_symmetric_object_up_to_its_symmetry(spec):
+    from hoposer.geometry.control_points import canonical_pose
+    from hoposer.train.metrics import add_error, adds_error
+
+    hand = StandInHand()
+    raw, hand_box, _, _, _ = ground_truth_outputs(hand, np.random.default_rng(3))
+    mesh = object_mesh(spec)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        angle = rng.normal(0, 1.5, 3)
+        R = cv2_rodrigues(angle)
+        t = np.array([0.01, 0.02, 0.45])
+        extent = mesh.control_points[7] - mesh.control_points[0]
+        R_c, t_c = canonical_pose(R, t, mesh.symmetry, mesh.control_points[20], extent)
+        points_2d = project(mesh.control_points @ R_c.T + t_c, K)
+        object_box = box_of(points_2d, 1.0)
+        cells = np.broadcast_to((points_2d - object_box[:2]) / (object_box[2:] - object_box[:2]),
+                                (8, 8, 21, 2)).copy()  # fmt: skip
+        votes = raw._replace(object_points=torch.tensor(cells[None]),
+                             object_confidence=torch.ones(1, 8, 8, 21))  # fmt: skip
+        (pose,) = decode(votes, K, hand_box, object_box[None], hand, mesh.control_points)
+        assert pose.object.success
+        diameter = np.linalg.norm(np.ptp(mesh.vertices, axis=0))
+        surface = mesh.vertices if mesh.symmetry == "box" else _dense_cylinder_rims(0.03, 0.1)
+        assert adds_error(surface, pose.object.R, pose.object.t, R, t) < 1e-3 * diameter
+        # the truth itself is one of the family; PnP found the canonical member
+        assert add_error(mesh.vertices, pose.object.R, pose.object.t, R_c, t_c) < 1e-6 * diameter
+
+
+def _dense_cylinder_rims(radius: float, height: float, steps: int = 3600) -> np.ndarray:
+    """Points on the rims of the ideal cylinder (the mesh's 32-gon is not turn-invariant)."""
+    a = 2 * np.pi * np.arange(steps) / steps
+    ring = np.stack([radius * np.cos(a), np.zeros(steps), radius * np.sin(a)], 1)
+    return np.concatenate([ring + [0, -height / 2, 0], ring + [0, height / 2, 0]])
+
+
+def cv2_rodrigues(axis_angle) -> np.ndarray:
+    import cv2
+
+    return cv2.Rodrigues(np.asarray(axis_angle, np.float64))[0]

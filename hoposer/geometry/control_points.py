@@ -24,8 +24,25 @@ maximum of the box::
 
 Object meshes come from a file (trimesh: .ply, .obj, .stl, .off, ...) or from a primitive spec
 for synthetic data and quick tests: ``box:WxHxD`` or ``cylinder:RxH``, metres.
+
+Symmetry. An object that looks the same in several poses (a plain box turned 180°, a plain
+cylinder turned about its axis) cannot have its control points labelled from the image alone.
+Every object declares one of `SYMMETRIES`, as a suffix of its spec (``SPEC@SYMMETRY``, e.g.
+``mug.ply@cylinder`` or ``box:0.06x0.1x0.04@none`` for a box painted so that its faces differ):
+
+    none      no symmetry (default for mesh files)
+    box       identity and the 180° turns about the x, y and z axes (default for ``box:``); a
+              box with two equal sides also turns 90° about the third axis, a cube has all 24
+              rotations onto itself
+    cylinder  any turn about the y axis, and the 180° flip about the x axis (default for
+              ``cylinder:``; the primitive's axis is y)
+
+The axes are the object frame's, through the centre of its bounding box (control point 20).
+`canonical_pose` picks, among the poses a symmetry makes indistinguishable, the one whose
+rotation is closest to the camera's axes, so training targets are a function of the image.
 """
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +64,11 @@ _EDGES: tuple[tuple[int, int], ...] = (
     (4, 6), (5, 7), (6, 7), (4, 5),  # top: tle, tre, tfe, tbe
     (6, 2), (4, 0), (7, 3), (5, 1),  # vertical: lfe, lbe, rfe, rbe
 )  # fmt: skip
+
+#: The symmetries an object may declare (see the module docstring).
+SYMMETRIES = ("none", "box", "cylinder")
+
+_FLIP_X = np.diag([1.0, -1.0, -1.0])  #: the cylinder's end-over-end flip, 180° about x
 
 #: Vertex count above which `object_diameter` first reduces the points to their convex hull.
 _HULL_ABOVE = 4096
@@ -142,6 +164,7 @@ class ObjectMesh:
     name: str
     vertices: np.ndarray  #: (N, 3) float64, metres, object frame
     faces: np.ndarray  #: (F, 3) int64 vertex indices
+    symmetry: str = "none"  #: one of `SYMMETRIES`
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +176,7 @@ class ObjectMesh:
             raise ValueError("faces index vertices that do not exist")
         object.__setattr__(self, "vertices", vertices)
         object.__setattr__(self, "faces", faces)
+        _check_symmetry(self.symmetry)
 
     @property
     def control_points(self) -> np.ndarray:
@@ -268,14 +292,51 @@ def primitive_mesh(kind: str, dims) -> ObjectMesh:
         )
     vertices, faces = _box(dims) if kind == "box" else _cylinder(dims[0], dims[1])
     name = f"{kind}:" + "x".join(f"{d:g}" for d in dims)
-    return ObjectMesh(name=name, vertices=vertices, faces=_outward(vertices, faces))
+    return ObjectMesh(name, vertices, _outward(vertices, faces), symmetry=kind)
+
+
+def split_symmetry(spec: str) -> tuple[str, str | None]:
+    """`"SPEC@SYMMETRY"` → `("SPEC", "SYMMETRY")`; `(spec, None)` without a suffix.
+
+    A spec that names an existing file is never split (a file name may contain "@").
+
+    Raises:
+        HoposerError: the suffix is not one of `SYMMETRIES`.
+    """
+    spec = str(spec).strip()
+    base, sep, suffix = spec.rpartition("@")
+    if not sep or Path(spec).is_file():
+        return spec, None
+    if suffix.lower() not in SYMMETRIES:
+        raise HoposerError(
+            f"unknown symmetry '{suffix}' in object spec '{spec}': append "
+            + ", ".join(f"@{name}" for name in SYMMETRIES)
+        )
+    return base, suffix.lower()
+
+
+def spec_symmetry(spec: str) -> str:
+    """The symmetry a spec declares: its suffix, else a primitive's kind, else "none".
+
+    Example:
+        >>> spec_symmetry("box:0.1x0.1x0.2"), spec_symmetry("mug.ply@cylinder")
+        ('box', 'cylinder')
+    """
+    base, declared = split_symmetry(spec)
+    if declared is not None:
+        return declared
+    kind = base.partition(":")[0].lower()
+    return kind if ":" in base and kind in ("box", "cylinder") else "none"
 
 
 def object_mesh(spec: str, scale: float = 1.0) -> ObjectMesh:
     """An object mesh from a spec: "box:WxHxD", "cylinder:RxH" (metres) or a mesh file path.
 
+    The spec may end in "@SYMMETRY" (see the module docstring).
+
     Args:
-        spec: the spec string, e.g. "box:0.06x0.08x0.1", "cylinder:0.03x0.12" or "mug.ply".
+        spec: the spec string, e.g. "box:0.06x0.08x0.1", "cylinder:0.03x0.12", "mug.ply" or
+            "bottle.obj@cylinder".
         scale: applied to a mesh file's vertices (see `load_mesh`); primitives are in metres.
 
     Returns:
@@ -288,7 +349,14 @@ def object_mesh(spec: str, scale: float = 1.0) -> ObjectMesh:
         >>> object_mesh("box:0.1x0.2x0.3").control_points[7].tolist()
         [0.05, 0.1, 0.15]
     """
-    spec = str(spec).strip()
+    spec, declared = split_symmetry(spec)
+    mesh = _unsymmetric_mesh(spec, scale)
+    if declared is None or declared == mesh.symmetry:
+        return mesh
+    return ObjectMesh(mesh.name, mesh.vertices, mesh.faces, symmetry=declared)
+
+
+def _unsymmetric_mesh(spec: str, scale: float) -> ObjectMesh:
     kind, sep, rest = spec.partition(":")
     if sep and kind.lower() in ("box", "cylinder"):
         try:
@@ -306,3 +374,103 @@ def object_mesh(spec: str, scale: float = 1.0) -> ObjectMesh:
             f"object spec '{spec}' is neither a primitive nor a file: use {_SPEC_FORMS}"
         )
     return load_mesh(spec, scale=scale)
+
+
+def _check_symmetry(symmetry: str) -> None:
+    if symmetry not in SYMMETRIES:
+        raise ValueError(f"symmetry must be one of {SYMMETRIES}, got {symmetry!r}")
+
+
+def _turn_about_y(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _box_turns(extent) -> np.ndarray:
+    """Rotations of a box onto itself: signed axis permutations with determinant +1.
+
+    Only axes of equal `extent` (within 1e-6 relative) are exchanged; none without `extent`.
+    """
+    turns = []
+    for perm in itertools.permutations(range(3)):
+        if perm != (0, 1, 2) and (
+            extent is None or not np.allclose(extent, np.asarray(extent)[list(perm)], rtol=1e-6)
+        ):
+            continue
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            turn = np.zeros((3, 3))
+            turn[range(3), perm] = signs
+            if np.linalg.det(turn) > 0:
+                turns.append(turn)
+    return np.stack(turns)
+
+
+def symmetry_rotations(symmetry: str, steps: int = 360, extent=None) -> np.ndarray:
+    """The object-frame rotations `S` of a symmetry group, `(K, 3, 3)`, identity first.
+
+    The cylinder's continuous group is sampled: `steps` turns about y, each with and without the
+    flip about x (2·steps members). A box's group depends on which of its sides are equal: pass
+    its `extent` (the bounding box's sides, `(3,)`) to include the 90° turns (4, 8 or 24 members).
+    """
+    _check_symmetry(symmetry)
+    if symmetry == "none":
+        return np.eye(3)[None]
+    if symmetry == "box":
+        return _box_turns(extent)
+    turns = np.stack([_turn_about_y(a) for a in 2 * np.pi * np.arange(steps) / steps])
+    return np.concatenate([turns, _FLIP_X @ turns])
+
+
+def symmetric_pose(R, t, S, centre) -> tuple[np.ndarray, np.ndarray]:
+    """The pose that shows a symmetric object exactly as `(R, t)` does, turned by `S`.
+
+    `S` rotates the object frame about `centre` (the bounding-box centre), so a point `p` is
+    seen at `R (c + S (p - c)) + t`: the pose `(R S, t + R c - R S c)`.
+    """
+    R, S = np.asarray(R, np.float64), np.asarray(S, np.float64)
+    centre = np.asarray(centre, np.float64)
+    RS = R @ S
+    return RS, np.asarray(t, np.float64) + R @ centre - RS @ centre
+
+
+def canonical_pose(R, t, symmetry: str, centre, extent=None) -> tuple[np.ndarray, np.ndarray]:
+    """The member of `(R, t)`'s symmetry family whose rotation is closest to the identity.
+
+    "Closest" is in the Frobenius norm, i.e. the largest `trace(R S)`: the object's axes as
+    aligned with the camera's as the symmetry allows. Since every member of the family shows
+    the same image, the result depends on the image alone (ties have measure zero). For the
+    cylinder the best turn about the axis has a closed form; then the flip is chosen.
+
+    Args:
+        R: `(3, 3)` object → camera rotation.
+        t: `(3,)` object → camera translation (metres).
+        symmetry: one of `SYMMETRIES`.
+        centre: `(3,)` the symmetry axes' origin in the object frame (bounding-box centre).
+        extent: `(3,)` the bounding box's sides, for a box with equal sides (see
+            `symmetry_rotations`).
+
+    Returns:
+        The canonical `(R, t)`; `(R, t)` itself for "none".
+
+    Example:
+        >>> R = np.diag([-1.0, -1.0, 1.0])  # a box turned 180° about z
+        >>> canonical_pose(R, np.zeros(3), "box", np.zeros(3))[0].tolist()
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    _check_symmetry(symmetry)
+    R = np.asarray(R, np.float64)
+    if symmetry == "none":
+        return R, np.asarray(t, np.float64)
+    if symmetry == "box":
+        turns = _box_turns(extent)
+        best = int(np.argmax(np.einsum("ij,kji->k", R, turns)))  # trace(R S) for every S
+        return symmetric_pose(R, t, turns[best], centre)
+    candidates = []
+    for flip in (np.eye(3), _FLIP_X):
+        M = R @ flip
+        # trace(M Ry(a)) = M_yy + (M_xx + M_zz) cos a + (M_zx - M_xz) sin a
+        a = np.arctan2(M[2, 0] - M[0, 2], M[0, 0] + M[2, 2])
+        value = M[1, 1] + np.hypot(M[0, 0] + M[2, 2], M[2, 0] - M[0, 2])
+        candidates.append((value, flip @ _turn_about_y(a)))
+    S = max(candidates, key=lambda c: c[0])[1]
+    return symmetric_pose(R, t, S, centre)

@@ -20,7 +20,8 @@ ObjectOpt = Annotated[
     str,
     typer.Option(
         "--object",
-        help="the held object: a mesh file (.ply/.obj) or box:WxHxD | cylinder:RxH in metres",
+        help="the held object: a mesh file (.ply/.obj) or box:WxHxD | cylinder:RxH in metres; "
+        "append @none|@box|@cylinder to declare its symmetry (e.g. mug.ply@cylinder)",
     ),
 ]
 CameraInfo = Annotated[

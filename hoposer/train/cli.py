@@ -67,7 +67,13 @@ def fit(
     lr: float = 1e-4,
     lr_step: Annotated[int, typer.Option(help="epochs between lr decays")] = 10,
     lr_gamma: float = 0.7,
-    loss: Annotated[str, typer.Option(help="official | paper loss weights")] = "official",
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="loss weights: heatmaps (official + supervised heatmaps) | official (public "
+            "code) | paper (the text's λ); see hoposer/train/losses.py"
+        ),
+    ] = "heatmaps",
     workers: int = 2,
     seed: int = 0,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on GPU")] = True,

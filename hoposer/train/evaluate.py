@@ -7,7 +7,8 @@ with the same `decode` the stream uses: hand joints and mesh placed in the camer
 With ground truth (our synthetic data, or HO-3D's train split), the hand measures of
 `metrics.HandEvaluator` (mean joint/mesh errors unaligned, scale-translation and Procrustes
 aligned, AUC of PCK/PCV over 0-50 mm, F@5/F@15 mm) and the object measures of
-`metrics.ObjectEvaluator` (ADD-0.1D, REP-5 per object) are computed. HO-3D's evaluation split
+`metrics.ObjectEvaluator` (ADD-0.1D and ADD-S-0.1D, REP-5 per object; `pose_0.1d` is ADD-S for
+objects whose frames declare a symmetry, ADD otherwise) are computed. HO-3D's evaluation split
 gives only the wrist position: as the public code, predictions are then placed at that root,
 and `pred.json` (+ `pred.zip`) is written in the codalab format: per frame
 `[joints (21×3), vertices (778×3)]` in HO-3D's joint order and OpenGL camera frame, metres.
@@ -110,7 +111,8 @@ def _score(dataset, index, raw, i, batch, hand_model, hands, objects, submission
     one = [x[i : i + 1] for x in raw]
     K = batch["camera_matrix"][i].double().numpy()
     has_object = bool(batch["has_object"][i])
-    model = dataset.objects.get(dataset.label(index).object_name) if has_object else None
+    label = dataset.label(index) if has_object else None
+    model = dataset.objects.get(label.object_name) if label is not None else None
     pose = decode(
         one,
         K,
@@ -135,8 +137,11 @@ def _score(dataset, index, raw, i, batch, hand_model, hands, objects, submission
         order = list(OURS_TO_HO3D)
         hands.feed(gt_joints[order], pred_joints[order], gt_vertices, pred_vertices)
     if model is not None:
+        symmetry = label.object_symmetry or model.symmetry
+        # Frames that paint a symmetric primitive asymmetrically are a different object to score.
+        name = model.name if symmetry == model.symmetry else f"{model.name} ({symmetry})"
         objects.feed(
-            model.name,
+            name,
             model.vertices,
             model.diameter,
             pose.object.R,
@@ -144,6 +149,8 @@ def _score(dataset, index, raw, i, batch, hand_model, hands, objects, submission
             batch["object_R"][i].double().numpy(),
             batch["object_t"][i].double().numpy(),
             K,
+            symmetry=symmetry,
+            centre=model.centre,
         )
     # Codalab: root-relative prediction at the given root, HO-3D order, OpenGL frame.
     joints_gl = ((joints_rel + wrist) @ GL_TO_CV)[list(OURS_TO_HO3D)]

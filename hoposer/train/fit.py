@@ -37,7 +37,7 @@ from hoposer.model.network import HandObjectNet
 from hoposer.progress import ProgressBar
 from hoposer.threads import configure_threads
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, collate
-from hoposer.train.losses import LOSS_PRESETS, hand_object_loss
+from hoposer.train.losses import DEFAULT_LOSS, LOSS_PRESETS, hand_object_loss
 from hoposer.train.tensorboard import ScalarWriter
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class FitOptions:
     lr_step: int = 10
     lr_gamma: float = 0.7
     weight_decay: float = 0.0
-    loss: str = "official"
+    loss: str = DEFAULT_LOSS
     workers: int = 2
     seed: int = 0
     amp: bool = True

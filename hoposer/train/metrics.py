@@ -16,12 +16,18 @@ All hand arrays here are in HO-3D's joint order (`skeleton.OURS_TO_HO3D` convert
 Object: ADD = mean distance between model points under the predicted and the true pose;
 ADD-0.1D = ADD below 10% of the object's diameter (bounding-box diagonal, as the public
 Semi-Hand-Object evaluation); REP = mean 2D reprojection distance of the model points; REP-5 =
-REP below 5 px.
+REP below 5 px. For symmetric objects (HO-3D and BOP practice) ADD-S replaces ADD as the pose
+measure: the mean distance from each predicted model point to the *closest* true model point,
+which does not punish a pose the symmetry makes indistinguishable; their REP is the smallest REP
+over the symmetry group's poses. Both ADD-0.1D and ADD-S-0.1D are reported for every object;
+`pose_0.1d` is ADD-S-0.1D for symmetric objects and ADD-0.1D for the others.
 """
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from hoposer.geometry.control_points import symmetric_pose, symmetry_rotations
 
 _trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 2 renamed trapz
 
@@ -199,8 +205,22 @@ def add_error(points: np.ndarray, R_pred, t_pred, R_gt, t_gt) -> float:
     )
 
 
-def rep_error(points: np.ndarray, R_pred, t_pred, R_gt, t_gt, camera_matrix) -> float:
-    """REP: mean 2D distance between the model points projected under the two poses (pixels)."""
+def adds_error(points: np.ndarray, R_pred, t_pred, R_gt, t_gt) -> float:
+    """ADD-S: mean distance from each predicted model point to the closest true one (metres)."""
+    return float(
+        nearest_distances(transform(points, R_pred, t_pred), transform(points, R_gt, t_gt)).mean()
+    )
+
+
+def rep_error(
+    points: np.ndarray, R_pred, t_pred, R_gt, t_gt, camera_matrix, symmetry="none", centre=None
+) -> float:
+    """REP: mean 2D distance between the model points projected under the two poses (pixels).
+
+    For a symmetric object, the smallest REP over the true pose's symmetry family (about
+    `centre`, the bounding-box centre; the cylinder's group sampled every 1°, a box's group
+    widened by its equal sides).
+    """
     K = np.asarray(camera_matrix, np.float64)
 
     def project(p: np.ndarray) -> np.ndarray:
@@ -208,45 +228,71 @@ def rep_error(points: np.ndarray, R_pred, t_pred, R_gt, t_gt, camera_matrix) -> 
         return uvw[:, :2] / (uvw[:, 2:3] + 1e-5)  # the public evaluation's epsilon
 
     pred = project(transform(points, R_pred, t_pred))
-    gt = project(transform(points, R_gt, t_gt))
-    return float(np.linalg.norm(pred - gt, axis=1).mean())
+    centre = np.zeros(3) if centre is None else centre
+    best = float("inf")
+    extent = np.ptp(np.asarray(points, np.float64), axis=0)
+    for S in symmetry_rotations(symmetry, extent=extent):
+        gt = project(transform(points, *symmetric_pose(R_gt, t_gt, S, centre)))
+        best = min(best, float(np.linalg.norm(pred - gt, axis=1).mean()))
+    return best
 
 
 @dataclass
 class ObjectEvaluator:
-    """Per-object ADD-0.1D and REP-5 success rates; a failed pose counts as a miss."""
+    """Per-object ADD-0.1D, ADD-S-0.1D and REP-5 success rates; a failed pose counts as a miss."""
 
     add: dict[str, list[float]] = field(default_factory=dict)
+    adds: dict[str, list[float]] = field(default_factory=dict)
     rep: dict[str, list[float]] = field(default_factory=dict)
     diameters: dict[str, float] = field(default_factory=dict)
+    symmetries: dict[str, str] = field(default_factory=dict)
 
-    def feed(self, name, points, diameter, R_pred, t_pred, R_gt, t_gt, camera_matrix) -> None:
-        """Add one object pose; NaN predictions (PnP failure) count as infinitely wrong."""
+    def feed(
+        self, name, points, diameter, R_pred, t_pred, R_gt, t_gt, camera_matrix,
+        symmetry="none", centre=None,
+    ) -> None:  # fmt: skip
+        """Add one object pose; NaN predictions (PnP failure) count as infinitely wrong.
+
+        `symmetry` (one of `control_points.SYMMETRIES`) and `centre` (the bounding-box centre)
+        describe how the object looks; a name keeps the symmetry it was first fed with.
+        """
         self.diameters[name] = float(diameter)
+        self.symmetries.setdefault(name, symmetry)
         if not (np.isfinite(R_pred).all() and np.isfinite(t_pred).all()):
-            add = rep = float("inf")
+            add = adds = rep = float("inf")
         else:
             add = add_error(points, R_pred, t_pred, R_gt, t_gt)
-            rep = rep_error(points, R_pred, t_pred, R_gt, t_gt, camera_matrix)
+            adds = adds_error(points, R_pred, t_pred, R_gt, t_gt)
+            rep = rep_error(points, R_pred, t_pred, R_gt, t_gt, camera_matrix, symmetry, centre)
         self.add.setdefault(name, []).append(add)
+        self.adds.setdefault(name, []).append(adds)
         self.rep.setdefault(name, []).append(rep)
 
     def summary(self) -> dict:
-        """Per object and averaged: ADD-0.1D and REP-5 in percent, mean ADD (mm) of successes."""
+        """Per object and averaged: ADD-0.1D, ADD-S-0.1D, `pose_0.1d`, REP-5 (%), medians (mm).
+
+        `pose_0.1d` is ADD-S-0.1D for a symmetric object and ADD-0.1D otherwise.
+        """
         per_object = {}
         for name in sorted(self.add):
-            add = np.asarray(self.add[name])
+            add, adds = np.asarray(self.add[name]), np.asarray(self.adds[name])
             rep = np.asarray(self.rep[name])
+            limit = 0.1 * self.diameters[name]
+            symmetry = self.symmetries[name]
             per_object[name] = {
                 "samples": len(add),
-                "add_0.1d": 100.0 * float((add < 0.1 * self.diameters[name]).mean()),
+                "symmetry": symmetry,
+                "add_0.1d": 100.0 * float((add < limit).mean()),
+                "adds_0.1d": 100.0 * float((adds < limit).mean()),
+                "pose_0.1d": 100.0 * float(((adds if symmetry != "none" else add) < limit).mean()),
                 "rep_5": 100.0 * float((rep < 5.0).mean()),
                 "add_mm_median": 1000.0 * float(np.median(add)),
+                "adds_mm_median": 1000.0 * float(np.median(adds)),
             }
         average = (
             {
                 key: float(np.mean([v[key] for v in per_object.values()]))
-                for key in ("add_0.1d", "rep_5")
+                for key in ("pose_0.1d", "add_0.1d", "adds_0.1d", "rep_5")
             }
             if per_object
             else {}

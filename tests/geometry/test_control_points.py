@@ -121,3 +121,78 @@ def test_missing_or_broken_files(tmp_path):
     garbage.write_bytes(b"ply\nformat nonsense\n\x00\x01")
     with pytest.raises(HoposerError):
         load_mesh(garbage)
+
+
+def _random_rotation(rng) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q * np.linalg.det(q)
+
+
+@pytest.mark.parametrize("spec", ["box:0.05x0.08x0.03", "cylinder:0.03x0.12"])
+def test_a_symmetric_object_looks_the_same_in_every_member_of_its_family(spec):
+    from hoposer.geometry.control_points import symmetric_pose, symmetry_rotations
+
+    mesh = object_mesh(spec)
+    rng = np.random.default_rng(1)
+    R, t, centre = _random_rotation(rng), np.array([0.0, 0.0, 0.5]), np.zeros(3)
+    seen = mesh.vertices @ R.T + t
+    for S in symmetry_rotations(mesh.symmetry, steps=32):  # the mesh's own 32 segments
+        R2, t2 = symmetric_pose(R, t, S, centre)
+        moved = mesh.vertices @ R2.T + t2
+        # the same point set (vertices permuted), so the same image
+        assert np.abs(moved[:, None] - seen[None]).sum(-1).min(1).max() < 1e-9
+
+
+@pytest.mark.parametrize(
+    "symmetry, extent, members",
+    [("box", None, 4), ("box", [0.05, 0.05, 0.08], 8), ("box", [0.06] * 3, 24),
+     ("cylinder", None, 720)],
+)  # fmt: skip
+def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_the_camera(
+    symmetry, extent, members
+):
+    from hoposer.geometry.control_points import (
+        canonical_pose,
+        symmetric_pose,
+        symmetry_rotations,
+    )
+
+    rng = np.random.default_rng(2)
+    group = symmetry_rotations(symmetry, extent=extent)
+    assert len(group) == members and np.allclose(group[0], np.eye(3))
+    if extent is not None:  # every member maps the box's corners onto its corners
+        corners = box_control_points(-np.asarray(extent) / 2, np.asarray(extent) / 2)[:8]
+        for S in group:
+            assert np.abs((corners @ S.T)[:, None] - corners[None]).sum(-1).min(1).max() < 1e-12
+    for _ in range(50):
+        R, t = _random_rotation(rng), rng.normal(size=3)
+        centre = rng.normal(size=3) * 0.02  # a mesh's box centre need not be its origin
+        R_c, t_c = canonical_pose(R, t, symmetry, centre, extent)
+        # a member of the family: (R_c, t_c) = (R S, ...) for a symmetry S about the centre
+        S = R.T @ R_c
+        np.testing.assert_allclose(symmetric_pose(R, t, S, centre)[1], t_c, atol=1e-12)
+        assert np.trace(R_c) >= max(np.trace(R @ G) for G in group) - 1e-9
+        R2, t2 = symmetric_pose(R, t, group[rng.integers(len(group))], centre)
+        R2_c, t2_c = canonical_pose(R2, t2, symmetry, centre, extent)
+        np.testing.assert_allclose(R2_c, R_c, atol=1e-9)
+        np.testing.assert_allclose(t2_c, t_c, atol=1e-9)
+    R = _random_rotation(rng)
+    assert canonical_pose(R, np.zeros(3), "none", np.zeros(3))[0] is not None
+    np.testing.assert_array_equal(canonical_pose(R, np.zeros(3), "none", np.zeros(3))[0], R)
+
+
+def test_symmetry_is_declared_by_primitive_kind_or_spec_suffix(tmp_path):
+    from hoposer.geometry.control_points import spec_symmetry
+
+    assert object_mesh("box:0.1x0.2x0.3").symmetry == "box"
+    assert object_mesh("cylinder:0.03x0.1").symmetry == "cylinder"
+    assert object_mesh("box:0.1x0.2x0.3@none").symmetry == "none"
+    path = tmp_path / "can.ply"
+    trimesh.creation.cylinder(radius=0.03, height=0.1).export(path)
+    assert object_mesh(str(path)).symmetry == "none"
+    assert object_mesh(f"{path}@cylinder").symmetry == "cylinder"
+    assert spec_symmetry("006_mustard_bottle") == "none"
+    assert spec_symmetry("cylinder:0.03x0.1@box") == "box"
+    with pytest.raises(HoposerError, match="@none, @box, @cylinder"):
+        object_mesh("box:0.1x0.2x0.3@sphere")

@@ -9,6 +9,7 @@ from hoposer.train.metrics import (
     KeypointErrors,
     ObjectEvaluator,
     add_error,
+    adds_error,
     f_score,
     ho3d_procrustes,
     ho3d_scale_translation,
@@ -106,3 +107,35 @@ def test_object_measures():
     s = ev.summary()
     assert s["objects"]["box"]["add_0.1d"] == pytest.approx(100 / 3)
     assert s["average"]["add_0.1d"] == pytest.approx(100 / 3)
+    assert s["objects"]["box"]["symmetry"] == "none"
+    assert s["objects"]["box"]["pose_0.1d"] == s["objects"]["box"]["add_0.1d"]
+
+
+def test_adds_matches_a_brute_force_closest_point_reference():
+    from scipy.spatial.distance import cdist
+
+    points = rng.normal(size=(300, 3)) * 0.04
+    R_gt, R_pred = Rotation.random(2, random_state=5).as_matrix()
+    t_gt, t_pred = np.array([0.0, 0.0, 0.6]), np.array([0.01, -0.02, 0.62])
+    pred, gt = points @ R_pred.T + t_pred, points @ R_gt.T + t_gt
+    reference = cdist(pred, gt).min(axis=1).mean()
+    assert adds_error(points, R_pred, t_pred, R_gt, t_gt) == pytest.approx(reference, rel=1e-9)
+    assert adds_error(points, R_pred, t_pred, R_gt, t_gt) < add_error(
+        points, R_pred, t_pred, R_gt, t_gt
+    )
+
+
+def test_a_symmetric_pose_scores_as_right_under_adds_and_rep_but_not_add():
+    from hoposer.geometry.control_points import object_mesh, symmetric_pose
+
+    box = object_mesh("box:0.05x0.08x0.03")
+    R = Rotation.random(random_state=4).as_matrix()
+    t = np.array([0.0, 0.0, 0.5])
+    K = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    R_flip, t_flip = symmetric_pose(R, t, np.diag([-1.0, -1.0, 1.0]), np.zeros(3))
+    ev = ObjectEvaluator()
+    ev.feed("box", box.vertices, 0.1, R_flip, t_flip, R, t, K, symmetry="box")
+    o = ev.summary()["objects"]["box"]
+    assert o["adds_0.1d"] == 100 and o["pose_0.1d"] == 100 and o["rep_5"] == 100
+    assert o["add_0.1d"] == 0 and o["adds_mm_median"] < 1e-9
+    assert rep_error(box.vertices, R_flip, t_flip, R, t, K) > 5  # asymmetric REP: a miss

@@ -10,6 +10,7 @@ import torch
 
 from hoposer.cli import main
 from hoposer.geometry.camera import project
+from hoposer.geometry.control_points import canonical_pose
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, collate
 from hoposer.train.data.ho3d import read_label, to_ho3d_meta
 from hoposer.train.fit import FitOptions, fit
@@ -70,8 +71,11 @@ def test_augmented_samples_keep_2d_and_3d_labels_consistent(data):
         box = sample["hand_box"]
         pixels = sample["joints_2d"] * (box[2:] - box[:2]) + box[:2]
         np.testing.assert_allclose(project(joints, K), pixels, atol=1e-2)
-        model = dataset.objects.get(dataset.label(5).object_name)
-        points = project(model.control_points @ sample["object_R"].T + sample["object_t"], K)
+        label = dataset.label(5)
+        model = dataset.objects.get(label.object_name)
+        R, t = canonical_pose(sample["object_R"], sample["object_t"], label.object_symmetry,
+                              model.centre, model.extent)  # fmt: skip
+        points = project(model.control_points @ R.T + t, K)
         obox = sample["object_box"]
         np.testing.assert_allclose(
             sample["object_points_2d"] * (obox[2:] - obox[:2]) + obox[:2], points, atol=1e-2

@@ -8,8 +8,16 @@ A sample is a dict of numpy arrays ready for `collate`:
     has_mano, has_object () float flags (eq. 8's mask B is `has_object`)
     object_points_2d (21, 2) normalised to the object box
     object_mask (R, R) float: grid cells on the object's silhouette
-    object_R (3, 3), object_t (3,), wrist (3,): crop-camera poses for evaluation
+    object_R (3, 3), object_t (3,), wrist (3,): crop-camera poses for evaluation (object: the
+        labelled pose, not the canonical one)
     index () int64
+
+Object targets of a symmetric object (the frame's `object_symmetry`) are computed from the
+canonical member of its pose's symmetry family in the crop camera (`canonical_pose`: the
+rotation closest to the camera's axes), so that two poses showing the same image give the
+same 21 targets. (A min-over-symmetries loss was the alternative: it cannot express the
+cylinder's continuous group as a permutation of control points, and since every grid cell
+votes independently, cells could settle on different members and PnP would mix their votes.)
 
 Augmentation, seeded per (seed, epoch, index) so a resumed run sees the same samples:
 scale ±20%, rotation ±180° (an exact camera roll: 3D labels and the MANO global rotation rotate
@@ -28,6 +36,7 @@ import torch
 from hoposer.errors import HoposerError
 from hoposer.geometry.boxes import box_from_points
 from hoposer.geometry.camera import project
+from hoposer.geometry.control_points import canonical_pose
 from hoposer.geometry.crop import HAND_BOX_EXPAND, Crop, crop_around, expand_box
 from hoposer.model.inputs import network_image
 from hoposer.train.data.ho3d import FrameLabel, ObjectLibrary, read_label, read_split
@@ -164,7 +173,12 @@ class HandObjectDataset(torch.utils.data.Dataset):
         model = None
         if label.object_name is not None and label.object_R is not None:
             model = self.objects.get(label.object_name)
-            object_2d = project(model.control_points @ label.object_R.T + label.object_t, K)
+            symmetry = label.object_symmetry or model.symmetry
+            # The crop, too, must not depend on which member of the family is labelled.
+            shown_R, shown_t = canonical_pose(
+                label.object_R, label.object_t, symmetry, model.centre, model.extent
+            )
+            object_2d = project(model.control_points @ shown_R.T + shown_t, K)
             boxes.append(box_from_points(object_2d))
         crop = aug.crop(crop_around(boxes, self.input_size, (width, height)), rng)
         roll, crop_K = crop.roll, crop.camera(K)
@@ -201,7 +215,10 @@ class HandObjectDataset(torch.utils.data.Dataset):
         if model is not None:
             object_R = roll @ label.object_R
             object_t = roll @ label.object_t
-            points_2d = project(model.control_points @ object_R.T + object_t, crop_K)
+            target_R, target_t = canonical_pose(
+                object_R, object_t, symmetry, model.centre, model.extent
+            )
+            points_2d = project(model.control_points @ target_R.T + target_t, crop_K)
             object_box = expand_box(box_from_points(points_2d), OBJECT_BOX_EXPAND)
             vertices = model.vertices[:: max(1, len(model.vertices) // 2000)]
             silhouette = project(vertices @ object_R.T + object_t, crop_K)

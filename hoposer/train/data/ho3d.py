@@ -14,7 +14,11 @@ to hoposer's order, and the MANO global rotation is expressed in the OpenCV fram
 Keys read: `camMat`, `handPose` (48), `handBeta` (10), `handJoints3D` (21×3 train; the root
 joint only in v2's evaluation split), `handBoundingBox` (evaluation), `objRot` (axis-angle),
 `objTrans`, `objName`. Our synthetic data adds `handModel` ("standin" or "mano") and
-`objSpec` (a primitive such as "box:0.06x0.1x0.04", or a mesh path relative to ROOT).
+`objSpec` (a primitive such as "box:0.06x0.1x0.04", or a mesh path relative to ROOT, either with
+an optional "@SYMMETRY" suffix) and `objSymmetry` ("none", "box" or "cylinder": how the frame's
+object looks, e.g. "none" for a box painted with a different colour on every face). Without
+`objSymmetry` the symmetry comes from the spec (`control_points.spec_symmetry`): primitives
+their kind, mesh files and YCB names "none" unless their spec has a suffix.
 """
 
 import logging
@@ -25,7 +29,13 @@ import cv2
 import numpy as np
 
 from hoposer.errors import HoposerError
-from hoposer.geometry.control_points import mesh_control_points, object_mesh
+from hoposer.geometry.control_points import (
+    SYMMETRIES,
+    mesh_control_points,
+    object_mesh,
+    spec_symmetry,
+    split_symmetry,
+)
 from hoposer.geometry.skeleton import HO3D_TO_OURS
 from hoposer.safe_pickle import load_pickle
 
@@ -50,6 +60,8 @@ class FrameLabel:
     object_name: str | None = None  #: HO-3D YCB name or the synthetic spec
     object_R: np.ndarray | None = None  #: (3, 3) object → camera
     object_t: np.ndarray | None = None  #: (3,)
+    #: One of `control_points.SYMMETRIES` (meta `objSymmetry`; `read_label` always sets it).
+    object_symmetry: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,17 @@ class ObjectModel:
     faces: np.ndarray  #: (F, 3)
     control_points: np.ndarray  #: (21, 3)
     diameter: float  #: bounding-box diagonal (metres), the D of ADD-0.1D
+    symmetry: str = "none"  #: the spec's symmetry (a frame's `objSymmetry` may override it)
+
+    @property
+    def centre(self) -> np.ndarray:
+        """`(3,)` bounding-box centre: the origin of the symmetry axes."""
+        return self.control_points[20]
+
+    @property
+    def extent(self) -> np.ndarray:
+        """`(3,)` bounding-box sides (equal sides widen a box's symmetry group)."""
+        return self.control_points[7] - self.control_points[0]
 
 
 class ObjectLibrary:
@@ -78,12 +101,14 @@ class ObjectLibrary:
         return self._cache[name]
 
     def _load(self, name: str) -> ObjectModel:
-        if name.startswith(("box:", "cylinder:")):
-            mesh = object_mesh(name)
-        elif self.root is not None and (self.root / name).is_file():
-            mesh = object_mesh(str(self.root / name))
+        in_root = self.root is not None and (self.root / name).is_file()
+        base, declared = (name, None) if in_root else split_symmetry(name)
+        if base.startswith(("box:", "cylinder:")):
+            mesh = object_mesh(base)
+        elif self.root is not None and (self.root / base).is_file():
+            mesh = object_mesh(str(self.root / base))
         else:
-            mesh = object_mesh(str(self._ycb_file(name)))
+            mesh = object_mesh(str(self._ycb_file(base)))
         vertices = np.asarray(mesh.vertices, np.float64)
         return ObjectModel(
             name=name,
@@ -92,6 +117,7 @@ class ObjectLibrary:
             control_points=mesh_control_points(vertices),
             # ADD-0.1D's diameter, as the public code: the diagonal of the 3D bounding box
             diameter=float(np.linalg.norm(vertices.max(axis=0) - vertices.min(axis=0))),
+            symmetry=declared or mesh.symmetry,
         )
 
     def _ycb_file(self, name: str) -> Path:
@@ -178,6 +204,11 @@ def read_label(root: str | Path, split: str, sequence: str, frame: str) -> Frame
         object_R = GL_TO_CV @ cv2.Rodrigues(rot)[0]
         object_t = GL_TO_CV @ trans
     name = meta.get("objSpec") or meta.get("objName")
+    symmetry = meta.get("objSymmetry")
+    if symmetry is None:
+        symmetry = spec_symmetry(str(name)) if name is not None else "none"
+    if symmetry not in SYMMETRIES:
+        raise HoposerError(f"{meta_path}: objSymmetry {symmetry!r} is not one of {SYMMETRIES}")
     return FrameLabel(
         image_path=image_path(root, split, sequence, frame),
         camera_matrix=np.asarray(meta["camMat"], np.float64).reshape(3, 3),
@@ -190,6 +221,7 @@ def read_label(root: str | Path, split: str, sequence: str, frame: str) -> Frame
         object_name=str(name) if name is not None else None,
         object_R=object_R,
         object_t=object_t,
+        object_symmetry=str(symmetry),
     )
 
 
@@ -213,6 +245,8 @@ def to_ho3d_meta(label: FrameLabel, object_spec: str | None = None) -> dict:
         meta["objRot"] = cv2.Rodrigues(GL_TO_CV @ label.object_R)[0]
         meta["objTrans"] = GL_TO_CV @ np.asarray(label.object_t, np.float64)
         meta["objName"] = label.object_name
+        if label.object_symmetry is not None:
+            meta["objSymmetry"] = label.object_symmetry
         if object_spec is not None:
             meta["objSpec"] = object_spec
     return meta

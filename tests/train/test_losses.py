@@ -1,0 +1,54 @@
+"""Loss presets: the default supervises the heatmaps; the term rewards peaks at the joints."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hoposer.model.hand import StandInHand
+from hoposer.model.network import RawOutputs, TrainingOutputs
+from hoposer.train.fit import FitOptions
+from hoposer.train.losses import (
+    DEFAULT_LOSS,
+    LOSS_PRESETS,
+    LossWeights,
+    gaussian_heatmaps,
+    hand_object_loss,
+)
+
+R = 16
+
+
+def _batch_and_outputs(heatmaps_like: str):
+    rng = np.random.default_rng(0)
+    joints_2d = torch.tensor(rng.uniform(0.2, 0.8, (2, 21, 2)))
+    target = gaussian_heatmaps(joints_2d, R, 1.0)
+    heatmaps = {"target": target, "uniform": torch.full_like(target, 1.0 / R**2)}[heatmaps_like]
+    raw = RawOutputs(joints_2d, torch.zeros(2, 48, dtype=torch.float64),
+                     torch.zeros(2, 10, dtype=torch.float64), torch.zeros(2, R, R, 21, 2),
+                     torch.zeros(2, R, R, 21))  # fmt: skip
+    outputs = TrainingOutputs(raw, heatmaps, torch.eye(3, dtype=torch.float64).expand(2, 16, 3, 3))
+    batch = {"joints_2d": joints_2d, "has_mano": torch.ones(2), "has_object": torch.zeros(2),
+             "theta": torch.zeros(2, 48, dtype=torch.float64),
+             "beta": torch.zeros(2, 10, dtype=torch.float64)}  # fmt: skip
+    return outputs, batch
+
+
+def test_the_default_preset_is_official_plus_supervised_heatmaps():
+    assert FitOptions(data="d", out="o").loss == DEFAULT_LOSS
+    default, official = LOSS_PRESETS[DEFAULT_LOSS], LOSS_PRESETS["official"]
+    assert default.heatmaps > 0 and official.heatmaps == 0
+    assert dataclasses.replace(default, heatmaps=0.0) == official
+    assert LOSS_PRESETS["paper"].heatmaps == 0.1  # eq. 5's λ_H
+
+
+def test_the_heatmap_term_is_zero_at_gaussian_targets_and_positive_when_flat():
+    weights = LossWeights(joints_2d=0, heatmaps=1.0, vertices=0, joints_3d=0, pose=0, shape=0,
+                          object_points=0, object_confidence=0, heatmap_sigma=1.0)  # fmt: skip
+    hand = StandInHand()
+    _, peaked = hand_object_loss(*_batch_and_outputs("target"), hand, weights)
+    _, flat = hand_object_loss(*_batch_and_outputs("uniform"), hand, weights)
+    assert peaked["heatmaps"] == pytest.approx(0.0, abs=1e-12)
+    # 21 joints × Σ t² ≈ 21 / (4π σ²) for a flat prediction: the scale the preset's weight assumes
+    assert flat["heatmaps"] == pytest.approx(21 / (4 * np.pi), rel=0.1)
