@@ -884,6 +884,18 @@ def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
+def _hand_visible(labels: np.ndarray, joints: np.ndarray, K: np.ndarray) -> bool:
+    """Whether most joints are in the image and enough of the hand is unoccluded to learn from."""
+    height, width = labels.shape
+    points = joints @ K.T
+    pixels = (points[:, :2] / points[:, 2:]).astype(np.float32)
+    inside = (pixels >= 0).all(axis=1) & (pixels < [width, height]).all(axis=1)
+    if inside.mean() < 0.7:
+        return False
+    hull = cv2.contourArea(cv2.convexHull(pixels[inside]))
+    return (labels == HAND_LABEL).sum() >= 0.25 * hull
+
+
 def _frame_label(scene: Scene, joints: np.ndarray, hand: HandModel, spec: str) -> FrameLabel:
     return FrameLabel(
         image_path=Path(),
@@ -946,13 +958,20 @@ def _make_sequence(args: tuple[SynthOptions, int, int]) -> list[tuple[str, str, 
     for i in range(count):
         if options.videos:
             scene = _interpolate(keys, i)
-            bg, posed = clip_background, None
+            image, labels, joints = render_scene(
+                scene, hand, sampler.look, options.size, clip_background
+            )
         else:
             grasp = sampler.grasp()
-            scene = sampler.place(grasp, sampler.camera())
             posed = grasp.vertices, grasp.joints
             bg = background(rng, options.size, style, photos)
-        image, labels, joints = render_scene(scene, hand, sampler.look, options.size, bg, posed)
+            for _attempt in range(3):  # another view when the hand is hidden or out of frame
+                scene = sampler.place(grasp, sampler.camera())
+                image, labels, joints = render_scene(
+                    scene, hand, sampler.look, options.size, bg, posed
+                )
+                if _hand_visible(labels, joints, scene.camera_matrix):
+                    break
         image = degrade(image, rng)
         frame = f"{i:06d}" if options.videos else f"{i:04d}"
         meta = to_ho3d_meta(
