@@ -866,9 +866,13 @@ def _drop_shadow(image: np.ndarray, labels: np.ndarray, scene: Scene) -> np.ndar
     return (image * (1 - scene.shadow * mask[..., None])).astype(np.uint8)
 
 
-def degrade(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A camera's imperfections: white balance, motion or defocus blur, sensor noise."""
-    x = image.astype(np.float32) * rng.uniform(0.88, 1.12, 3)
+def degrade(image: np.ndarray, rng: np.random.Generator, gains=None) -> np.ndarray:
+    """A camera's imperfections: white balance, motion or defocus blur, sensor noise.
+
+    `gains`: the white balance's RGB gains; drawn here if None (a clip keeps one for all frames).
+    """
+    gains = rng.uniform(0.88, 1.12, 3) if gains is None else gains
+    x = image.astype(np.float32) * np.asarray(gains, np.float32)
     u = rng.uniform()
     if u < 0.15:  # motion blur along a random direction
         length = int(rng.integers(3, 10))
@@ -955,6 +959,7 @@ def _make_sequence(args: tuple[SynthOptions, int, int]) -> list[tuple[str, str, 
     keys = _key_scenes(sampler, count) if options.videos else None
     # A clip is filmed by a still camera: one background for all its frames.
     clip_background = background(rng, options.size, style, photos) if options.videos else None
+    clip_gains = rng.uniform(0.88, 1.12, 3) if options.videos else None
     for i in range(count):
         if options.videos:
             scene = _interpolate(keys, i)
@@ -972,7 +977,7 @@ def _make_sequence(args: tuple[SynthOptions, int, int]) -> list[tuple[str, str, 
                 )
                 if _hand_visible(labels, joints, scene.camera_matrix):
                     break
-        image = degrade(image, rng)
+        image = degrade(image, rng, clip_gains)
         frame = f"{i:06d}" if options.videos else f"{i:04d}"
         meta = to_ho3d_meta(
             _frame_label(scene, joints, hand, sampler.spec), object_spec=sampler.spec

@@ -131,14 +131,15 @@ def test_backgrounds_are_seeded_textured_and_can_come_from_photos(tmp_path):
     photos.mkdir()
     cv2.imwrite(str(photos / "red.png"), np.full((90, 120, 3), (0, 0, 255), np.uint8))
     out = tmp_path / "data"
-    generate(SynthOptions(out=str(out), frames=4, size=64, sequence_length=4, workers=1,
+    generate(SynthOptions(out=str(out), frames=8, size=64, sequence_length=8, workers=1,
                           backgrounds=str(photos)))  # fmt: skip
-    corners = []
+    red_frames = 0
     for path in sorted((out / "train").glob("*/rgb/*.jpg")):
-        image = cv2.imread(str(path))
-        corners.append(image[:4, :4].reshape(-1, 3).mean(0))
-    # Most frames show the (red) photo behind the hand at least in a corner.
-    assert sum(c[2] > 2 * max(c[0], c[1]) for c in corners) >= 2
+        image = cv2.imread(str(path)).astype(int)  # BGR
+        red = image[..., 2] > 2 * np.maximum(image[..., 0], image[..., 1]) + 10
+        red_frames += red.mean() > 0.3
+    # 70 % of the backgrounds are crops of the (red) photo.
+    assert 3 <= red_frames <= 8
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(HoposerError, match="no photos"):
