@@ -242,7 +242,10 @@ def _noise(rng, size):
 def _clutter(rng, size, base=None):
     image = np.ascontiguousarray(base if base is not None else _gradient(rng, size))
     for _ in range(int(rng.integers(8, 40))):
-        colour = _colour(rng).tolist()
+        colour = _colour(rng)
+        if rng.uniform() < 0.15:  # skin-coloured things (faces, arms) that are not the hand
+            colour = _skin_tone(rng, STYLES["default"])[0] * 255 * rng.uniform(0.6, 1.1)
+        colour = colour.tolist()
         kind = rng.integers(4)
         centre = rng.uniform(-0.1, 1.1, 2) * size
         extent = size * rng.uniform(0.03, 0.35) * rng.uniform(0.3, 1.0, 2)
@@ -644,6 +647,8 @@ class SceneSampler:
         self.spec, self.mesh = _object_for_sequence(rng, style, meshes)
         paint = paint_object(rng, self.spec, self.mesh, rng.uniform() < style.painted)
         skin, darkness = _skin_tone(rng, style)
+        if style.name == "default" and rng.uniform() < 0.04:  # a glove now and then
+            skin, darkness = _colour(rng) / 255.0, 0.0
         rest = self._pose(np.zeros(48))[0]
         hand_colours = _skin_colours(rng, skin, darkness, rest, hand.faces)
         size_factor = 1.0 + 0.07 * self.beta[0]
