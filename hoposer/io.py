@@ -8,11 +8,13 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, sync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename.
 
-    The parent directory must exist. On an exception the temporary file is removed and `path`
-    is left as it was.
+    The parent directory must exist. `sync=False` skips the fsync: readers still never see a
+    partial file, only durability across a power cut is lost (for many small files of a data
+    set whose listing, written last with a sync, is what makes it complete). On an exception
+    the temporary file is removed and `path` is left as it was.
     """
     path = Path(path)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -20,8 +22,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if sync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         # mkstemp makes owner-only files; give the result the mode a plain open() would.
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)

@@ -37,3 +37,22 @@ def test_background_shows_where_nothing_is_drawn_and_shading_depends_on_the_norm
     image, labels = render([cube], K, (128, 96), background=background)
     assert (image[labels == 0] == 17).all()
     assert len(np.unique(image[labels == 1].reshape(-1, 3), axis=0)) >= 1
+
+
+def test_more_lights_brighten_and_a_specular_highlight_appears_in_the_mirror_direction():
+    from hoposer.render import Light
+
+    cube = box((0.1, 0.1, 0.1), (0, 0, 0.6), label=1, color=(0.5, 0.2, 0.2))
+    front = Light((0.0, 0.0, -1.0), ambient=0.2, diffuse=0.4)
+    one, _ = render([cube], K, (128, 96), light=front, supersample=1)
+    two, _ = render([cube], K, (128, 96), light=[front, Light((0, 0, -1.0), 0.0, 0.3)],
+                    supersample=1)  # fmt: skip
+    assert two[48, 64].astype(int).sum() > one[48, 64].astype(int).sum()
+    # The front face's normal points at the camera, which looks along +z: a light behind the
+    # camera mirrors into the eye, a white highlight that lifts every channel, green included.
+    shiny = Light((0.0, 0.0, -1.0), ambient=0.2, diffuse=0.4, specular=0.5, shininess=10)
+    lit, _ = render([cube], K, (128, 96), light=shiny, supersample=1)
+    assert lit[48, 64, 1] > one[48, 64, 1] + 100
+    grazing = Light((1.0, 0.0, -0.05), ambient=0.2, diffuse=0.4, specular=0.5, shininess=10)
+    side, _ = render([cube], K, (128, 96), light=grazing, supersample=1)
+    assert side[48, 64, 1] < lit[48, 64, 1]

@@ -39,6 +39,10 @@ def synth(
         list[str] | None, typer.Option(help="mesh files to use besides primitives (repeatable)")
     ] = None,
     workers: Annotated[int, typer.Option(help="processes")] = 2,
+    backgrounds: Annotated[
+        Path | None,
+        typer.Option(help="folder of your own photos: random crops become 70 % of backgrounds"),
+    ] = None,
 ) -> None:
     """Render a synthetic hand-object data set in HO-3D's layout, with exact labels.
 
@@ -52,6 +56,7 @@ def synth(
         out=str(out), frames=frames, seed=seed, size=size, split=split, style=style,
         sequence_length=sequence_length, videos=videos, hand_model=hand_model,
         mano_dir=mano_dir, object_meshes=tuple(object_mesh or ()), workers=workers,
+        backgrounds=str(backgrounds) if backgrounds else None,
     )  # fmt: skip
     info = generate(options, progress=ProgressBar("rendering").update)
     print(f"wrote {info['frames']} frames in {info['sequences']} sequences to {out}")

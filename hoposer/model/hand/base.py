@@ -124,6 +124,9 @@ class HandModel(torch.nn.Module):
         for a right hand), so a positive angle curls the finger towards the palm. Abduction is the
         rotation about `n` made orthogonal to `d`. Row 0 (the wrist) is zero.
         """
+        cached = self.__dict__.get("_joint_axes")  # fixed by the model: worth one forward pass
+        if cached is not None:
+            return cached[0].copy(), cached[1].copy()
         rest = self.rest_joints()
         normal = np.cross(rest[5] - rest[0], rest[17] - rest[0])
         normal /= np.linalg.norm(normal)
@@ -136,6 +139,7 @@ class HandModel(torch.nn.Module):
             flex[j] = a / np.linalg.norm(a)
             n = normal - (normal @ d) * d
             abduct[j] = n / np.linalg.norm(n)
+        self.__dict__["_joint_axes"] = (flex.copy(), abduct.copy())
         return flex, abduct
 
     def plausible_pose(self, rng: np.random.Generator) -> np.ndarray:
@@ -159,3 +163,71 @@ class HandModel(torch.nn.Module):
                 abduct = rng.uniform(alo, ahi) * 0.6 if ahi > alo else 0.0
                 theta[j] = flex * flex_axes[j] + abduct * abduct_axes[j]
         return theta.reshape(48)
+
+    def sample_pose(self, rng: np.random.Generator, family: str | None = None) -> np.ndarray:
+        """A random θ `(48,)` float64 from one of `POSE_FAMILIES` (drawn by `POSE_WEIGHTS` if None).
+
+        Covers the whole range real hands show: flat and spread open hands, pointing, a fist,
+        pinches, precision and power grasps, and `plausible_pose`'s grip ("grasp"). Each finger's
+        closure (0 = straight, 1 = fully flexed, mapped onto `FLEXION_LIMITS`, so an open hand
+        may hyperextend a little) and abduction (inside `ABDUCTION_LIMITS`) come from the family's
+        ranges; the global rotation θ[:3] is zero.
+        """
+        if family is None:
+            family = POSE_FAMILIES[rng.choice(len(POSE_FAMILIES), p=POSE_WEIGHTS)]
+        if family == "grasp":
+            return self.plausible_pose(rng)
+        if family not in _FAMILY_CLOSURE:
+            raise ValueError(f"unknown pose family {family!r}: use one of {POSE_FAMILIES}")
+        flex_axes, abduct_axes = self.joint_axes()
+        closures, spread = _FAMILY_CLOSURE[family], _FAMILY_SPREAD[family]
+        theta = np.zeros((16, 3))
+        for finger in range(5):
+            lo_c, hi_c = closures[finger]
+            closure = rng.uniform(lo_c, hi_c)
+            # Real fingers curl proximal joints less than distal ones in a loose hand; vary it.
+            bias = rng.uniform(-0.15, 0.15)
+            for k in range(3):
+                j = 1 + 3 * finger + k
+                lo, hi = FLEXION_LIMITS[j]
+                t = closure * rng.uniform(0.85, 1.15) + bias * (k - 1) + rng.normal(0.0, 0.03)
+                t = np.clip(t, 0.0, 1.0)
+                # Closure 0 sits at the joint's zero, not its hyperextension limit; below zero
+                # only by a little noise, as relaxed open hands do.
+                flex = np.clip(hi * t if t > 0.02 else rng.uniform(lo, 0.0) * 0.5, lo, hi)
+                alo, ahi = ABDUCTION_LIMITS[j]
+                abduct = 0.0
+                if ahi > alo:
+                    direction = _SPREAD_DIRECTION[finger]
+                    if finger == 4 and family in ("open", "spread"):
+                        direction = -1.0  # an open hand's thumb splays away from the palm
+                    centre = spread * (ahi if direction > 0 else -alo) * direction
+                    abduct = np.clip(centre + rng.normal(0.0, 0.06), alo, ahi)
+                theta[j] = flex * flex_axes[j] + abduct * abduct_axes[j]
+        return theta.reshape(48)
+
+
+#: Pose families of `HandModel.sample_pose` and how often each is drawn.
+POSE_FAMILIES: tuple[str, ...] = (
+    "open", "spread", "point", "fist", "pinch", "precision", "power", "grasp",
+)  # fmt: skip
+POSE_WEIGHTS: np.ndarray = np.array([0.17, 0.08, 0.07, 0.05, 0.12, 0.15, 0.18, 0.18])
+
+# Closure ranges per digit (index, middle, pinky, ring, thumb: θ's order) of each family.
+_OPEN = ((0.0, 0.12),) * 4 + ((0.0, 0.2),)
+_FAMILY_CLOSURE: dict[str, tuple[tuple[float, float], ...]] = {
+    "open": _OPEN,
+    "spread": _OPEN,
+    "point": ((0.0, 0.1), (0.75, 1.0), (0.75, 1.0), (0.75, 1.0), (0.3, 0.8)),
+    "fist": ((0.85, 1.0),) * 4 + ((0.5, 0.9),),
+    "pinch": ((0.35, 0.6), (0.0, 0.7), (0.0, 0.8), (0.0, 0.75), (0.3, 0.6)),
+    "precision": ((0.25, 0.55),) * 4 + ((0.2, 0.5),),
+    "power": ((0.5, 0.85),) * 4 + ((0.35, 0.75),),
+}
+# Abduction as a fraction of the limit towards spreading the fingers apart.
+_FAMILY_SPREAD = {
+    "open": 0.15, "spread": 0.9, "point": 0.0, "fist": 0.0, "pinch": 0.1, "precision": 0.2,
+    "power": 0.0,
+}  # fmt: skip
+# Which sign of each digit's abduction spreads it from the middle finger (thumb: opposition).
+_SPREAD_DIRECTION = (-1.0, 0.0, 1.0, 0.5, 1.0)

@@ -21,8 +21,9 @@ votes independently, cells could settle on different members and PnP would mix t
 
 Augmentation, seeded per (seed, epoch, index) so a resumed run sees the same samples:
 scale ±20%, rotation ±180° (an exact camera roll: 3D labels and the MANO global rotation rotate
-with the image), translation ±10% of the crop, colour ±10% (brightness, contrast, saturation)
-with a small hue shift.
+with the image), translation ±10% of the crop, colour jitter as the public Semi-Hand-Object
+code does (brightness, contrast, saturation ×[0.5, 1.5], hue ±0.15 turns) and a Gaussian blur
+(σ up to 1 px, half of the samples), so colours and sharpness are no shortcut to the labels.
 """
 
 import logging
@@ -53,13 +54,14 @@ class Augmentation:
     scale: float = 0.2
     rotation_deg: float = 180.0
     translation: float = 0.1
-    color: float = 0.1
-    hue: float = 0.02
+    color: float = 0.5
+    hue: float = 0.15
+    blur: float = 1.0  #: largest Gaussian blur σ in crop pixels (applied to half the samples)
 
     @classmethod
     def none(cls) -> "Augmentation":
         """No augmentation."""
-        return cls(0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     def crop(self, base: Crop, rng: np.random.Generator) -> Crop:
         """`base` shifted, scaled and rotated by one draw of these ranges."""
@@ -92,6 +94,13 @@ def jitter_color(image: np.ndarray, rng: np.random.Generator, amount: float, hue
         hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + shift) % 180).astype(np.uint8)
         x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
     return x
+
+
+def blur(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
+    """Half the time, a Gaussian blur of σ drawn in [0.1, `sigma`] pixels; else the image."""
+    if sigma <= 0 or rng.uniform() < 0.5:
+        return image
+    return cv2.GaussianBlur(image, (0, 0), rng.uniform(0.1, max(sigma, 0.1)))
 
 
 def silhouette_grid(points_2d: np.ndarray, box: np.ndarray, resolution: int) -> np.ndarray:
@@ -182,7 +191,7 @@ class HandObjectDataset(torch.utils.data.Dataset):
             boxes.append(box_from_points(object_2d))
         crop = aug.crop(crop_around(boxes, self.input_size, (width, height)), rng)
         roll, crop_K = crop.roll, crop.camera(K)
-        pixels = jitter_color(crop.warp(image), rng, aug.color, aug.hue)
+        pixels = blur(jitter_color(crop.warp(image), rng, aug.color, aug.hue), rng, aug.blur)
         sample: dict = {
             "image": network_image(pixels),
             "camera_matrix": crop_K.astype(np.float32),

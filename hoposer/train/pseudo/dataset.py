@@ -18,7 +18,7 @@ from hoposer.errors import HoposerError
 from hoposer.geometry.boxes import box_from_points
 from hoposer.geometry.crop import HAND_BOX_EXPAND, crop_around, expand_box
 from hoposer.model.inputs import network_image
-from hoposer.train.data.dataset import Augmentation, HandObjectDataset, jitter_color
+from hoposer.train.data.dataset import Augmentation, HandObjectDataset, blur, jitter_color
 from hoposer.train.pseudo.select import load_shards, select
 from hoposer.train.pseudo.videos import read_frame
 
@@ -73,7 +73,7 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         boxes = [box_from_points(lab.joints_2d[index])] + ([object_box] if has_box else [])
         crop = aug.crop(crop_around(boxes, self.input_size, (width, height)), rng)
         roll = crop.roll
-        pixels = jitter_color(crop.warp(image), rng, aug.color, aug.hue)
+        pixels = blur(jitter_color(crop.warp(image), rng, aug.color, aug.hue), rng, aug.blur)
         joints_2d = crop.apply(lab.joints_2d[index])
         hand_box = expand_box(box_from_points(joints_2d), HAND_BOX_EXPAND)
         network_object_box = crop.apply_box(object_box) if has_box else hand_box.copy()
