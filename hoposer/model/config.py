@@ -187,6 +187,13 @@ PRESETS: dict[str, ModelConfig] = {
         pose_head="axis_angle",
         object_head="paper",
     ),
+    # CPU budget (bench/train_step_cpu.py, bench/engine_cpu.py, 2-core EPYC): a training step
+    # (batch 16, 128²) ≈ 22 images/s on ONE thread, ONNX Runtime batch 1 ≈ 8-10 ms on 2 threads.
+    # At 128² P2 is 32×32, so a hand box of half the crop spans 16 cells: roi_size 16 samples it
+    # at its native resolution (32 would interpolate 4× as many cells into hourglass, object grid
+    # and losses for no new information). 160² costs 1.4× per step for 1.56× the pixels.
+    # Freezing the stride-2/4 stages keeps ImageNet's low-level filters and skips the most
+    # expensive (highest-resolution) part of the backward pass.
     "lite": ModelConfig(
         name="lite",
         backbone="efficientnet_lite0",
