@@ -16,6 +16,9 @@ Three weightings (`hoposer train fit --loss NAME`):
   2D term (×1e2) a thousandfold on the heatmap head, and the heatmaps stay nearly uniform; at
   3e4 the heatmap term's gradient is about a quarter of the 3D terms' (its value, ~1.7 per
   sample at uniform heatmaps × 3e4, looks large in the logs but falls as the peaks form).
+  Overfitting one batch of 8 synthetic frames (lite, 128², Adam 1e-3, 120 steps) the heatmaps
+  preset reached peak 0.15 and a soft-argmax error of 0.008 hand-box sides (argmax 0.011);
+  `official` peak 0.009, error 0.091 (argmax 0.25).
 
 Object terms are averaged over the grid cells on the object's silhouette only (the public code's
 `obj_mask`), and over the samples whose `has_object` is 1 (eq. 8's B: pseudo-labelled frames
