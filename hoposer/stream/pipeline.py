@@ -21,6 +21,7 @@ from hoposer.calib.extrinsics import Transform
 from hoposer.decode import FramePose, decode
 from hoposer.errors import HoposerError
 from hoposer.geometry.crop import Crop, crop_around
+from hoposer.geometry.pnp import ObjectPoseGate
 from hoposer.model.hand import HandModel
 from hoposer.stream.capture import Frame
 from hoposer.stream.detect import (
@@ -97,6 +98,7 @@ class FrameProcessor:
             PoseTrackedObjectBoxes(object_spec.control_points, margin=1.0) if object_spec else None
         )
         self.stabilizer = Stabilizer(stabilizer)
+        self.object_gate = ObjectPoseGate()
         self.transform = transform or camera_frame()
         self.camera_id = camera_id
         self.undistort_maps = undistort
@@ -152,6 +154,7 @@ class FrameProcessor:
             crop_object[None],
             self.hand_model,
             self.object_spec.control_points if self.object_spec else None,
+            object_gate=self.object_gate,
         )[0]
         pose = _to_frame(pose, crop, width, left)
         lap("decode")
