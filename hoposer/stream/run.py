@@ -216,6 +216,7 @@ def run_stream(options: StreamOptions) -> dict:
             transform=transform,
             camera_id=str(options.source),
             undistort=maps,
+            hands=options.hands,
         )
         if options.out is not None:
             outputs = VideoOutputs(options.out, source.fps)
