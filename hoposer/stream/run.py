@@ -32,6 +32,7 @@ class StreamOptions:
     live: bool = False
     out: str | None = None
     panel: bool = False
+    mesh: bool = True
     view: bool = True
     backend: str = "auto"
     weights: str | None = None
@@ -224,7 +225,7 @@ def run_stream(options: StreamOptions) -> dict:
         if options.view:
             from hoposer.stream.view import Viewer
 
-            viewer = Viewer(K, hand_model.faces, object_spec)
+            viewer = Viewer(K, hand_model.faces, object_spec, mesh=options.mesh)
             resources.append(viewer)
         args = (options, source, processor, publisher, outputs, viewer, K, object_spec)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
@@ -306,7 +307,12 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
             fps = frames / max(time.perf_counter() - started, 1e-9)
             if outputs is not None:
                 image = annotate(
-                    result, K, object_spec.control_points if object_spec else None, fps
+                    result,
+                    K,
+                    object_spec.control_points if object_spec else None,
+                    fps,
+                    hand_faces=faces if options.mesh else None,
+                    object_mesh=mesh,
                 )
                 if options.panel:
                     side = render_panel(result, faces, mesh, (image.shape[0], image.shape[0]))
