@@ -31,8 +31,13 @@ class Viewer:
     """Windows showing the newest result; `close()` ends the thread."""
 
     def __init__(
-        self, camera_matrix: np.ndarray, hand_faces: np.ndarray, object_spec, mesh: bool = True
+        self,
+        camera_matrix: np.ndarray | None,
+        hand_faces: np.ndarray,
+        object_spec,
+        mesh: bool = True,
     ) -> None:
+        """`camera_matrix` may be set later (`.K`), once the source is open, before `run`."""
         if not _has_display():
             raise HoposerError("no display to show windows on: add --no-view (headless)")
         try:

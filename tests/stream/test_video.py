@@ -197,3 +197,20 @@ def test_calibration_files_from_hoposer_calib_set_the_camera_and_the_robot_frame
     # The base frame is the camera frame shifted 1 m back along z: a hand ~0.5 m deep lands ~1.5.
     for hand in hands:
         assert 1.2 < hand["wrist"]["position"][2] < 2.5
+
+
+def test_a_live_source_opens_after_the_model_loads_so_no_start_up_frame_is_lost(clip, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "live.mp4"
+    code = main(["live", "--camera", str(clip), "--no-view", "--publish",
+                 f"tcp://127.0.0.1:{port}", "--hands", "right", "--max-frames", "3",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    summary = json.loads((tmp_path / "live.summary.json").read_text())
+    # Loading the model and MediaPipe takes seconds (tens of frames at 30 FPS); the clip, played
+    # as a camera, starts only once they are ready.
+    assert summary["startup_skipped_frames"] <= 2
+    first = json.loads((tmp_path / "live.jsonl").read_text().splitlines()[0])
+    assert first["frame_index"] == summary["startup_skipped_frames"]
