@@ -65,8 +65,8 @@ def hand_payload(
 ) -> dict:
     """The `hand` member (3D quantities moved into the transform's frame).
 
-    `track_id` names the followed hand (None: this frame's hand is a held one with no track);
-    `new_track` is true on the first frame of a hand not followed before.
+    `track_id` names the followed hand (a held pose keeps its hand's number); `new_track` is
+    true on the first frame of a hand not followed before.
     """
     R, t = _move(transform, wrist_rotation, joints[0])
     return {

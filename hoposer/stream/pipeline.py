@@ -105,6 +105,7 @@ class FrameProcessor:
         self.tracker = HandTracker(side=hands)
         self._object_evidence: np.ndarray | None = None  # last found object's box
         self._published_track: int | None = None  # whose pose a held hand is
+        self._published_side = "right"
         self.transform = transform or camera_frame()
         self.camera_id = camera_id
         self.undistort_maps = undistort
@@ -204,10 +205,10 @@ class FrameProcessor:
     ) -> FrameResult:
         hand = None
         if track is not None:
-            self._published_track = track.track_id
+            self._published_track, self._published_side = track.track_id, detection.side
         if verdict.hand is not None:
             published = verdict.hand
-            side = detection.side if detection is not None else "right"
+            side = self._published_side  # a held pose keeps its hand's side
             # MANO's global rotation is the wrist's orientation.
             wrist_R = cv2.Rodrigues(np.asarray(published.theta[:3], np.float64))[0]
             reprojection = pose.hand.reprojection_px if pose is not None else float("nan")
