@@ -221,10 +221,12 @@ class ObjectPoseGate:
     only if the votes are spread over the object box, the inliers fit it closely and are many,
     its depth is within reach of the hand holding it, and its projection lands on the box.
     Lengths in the image are fractions of the object box's diagonal, so the thresholds hold at any
-    resolution and distance.
+    resolution and distance. The box before tracking starts is the hand's grasp region, larger
+    than a small object, so the votes' spread is measured against the smaller of the box and the
+    object's size at the hand's depth (`f · diameter / z_wrist`).
     """
 
-    min_vote_spread: float = 0.15  #: extent of the per-control-point median votes / box diagonal
+    min_vote_spread: float = 0.35  #: votes' extent / min(box diagonal, object size at the hand)
     max_reprojection: float = 0.06  #: mean inlier reprojection error / box diagonal
     min_inlier_ratio: float = 0.3  #: inliers / votes
     max_depth_from_hand_m: float = 0.5  #: |z_object − z_wrist|
@@ -238,14 +240,20 @@ class ObjectPoseGate:
         object_box: np.ndarray,
         control_points: np.ndarray,
         K: np.ndarray,
+        wrist_depth_m: float = float("nan"),
     ) -> dict[str, float]:
         """The measured quantities the gate compares (NaN where the pose is missing)."""
+        control_points = np.asarray(control_points, np.float64)
         votes = np.asarray(votes, np.float64).reshape(-1, len(control_points), 2)
         object_box = np.asarray(object_box, np.float64)
         diagonal = max(float(np.linalg.norm(object_box[2:] - object_box[:2])), 1e-9)
+        scale = diagonal
+        if np.isfinite(wrist_depth_m) and wrist_depth_m > 0:
+            diameter = float(np.linalg.norm(np.ptp(control_points, axis=0)))
+            scale = min(diagonal, max(float(K[0, 0]) * diameter / wrist_depth_m, 1e-9))
         with np.errstate(all="ignore"):
             centres = np.nanmedian(votes, axis=0)  # (C, 2): one robust vote per control point
-            spread = float(np.nanmax(np.ptp(centres, axis=0))) / diagonal
+            spread = float(np.nanmax(np.ptp(centres, axis=0))) / scale
         stats = {
             "vote_spread": spread,
             "reprojection": result.reprojection_error_px / diagonal,
@@ -274,11 +282,11 @@ class ObjectPoseGate:
         """`result` if it passes, else a failure whose reason names the first failed test."""
         if not result.success:
             return result
-        s = self.statistics(result, votes, object_box, control_points, K)
+        s = self.statistics(result, votes, object_box, control_points, K, wrist_depth_m)
         reason = ""
         if not s["vote_spread"] >= self.min_vote_spread:
             reason = (
-                f"the votes collapse to {s['vote_spread']:.2f} of the object box "
+                f"the votes collapse to {s['vote_spread']:.2f} of the object's size "
                 f"(needs {self.min_vote_spread:g})"
             )
         elif not s["reprojection"] <= self.max_reprojection:

@@ -166,3 +166,21 @@ def test_the_gate_rejects_a_pose_off_its_box_and_a_poor_fit():
     scattered = _votes(truth, np.random.default_rng(4), noise_px=15.0)  # votes agree on no pose
     result, gated = _gate(scattered, _box_of(truth), wrist_depth=T_TRUE[2])
     assert not gated.success and gated.reason
+
+
+def test_the_gate_accepts_a_small_object_in_the_hands_larger_grasp_box():
+    # Before tracking starts, the object box is the hand's grasp region: here 6x the size of a
+    # 3 cm cube. The votes' spread is judged against the cube's size at the hand's depth.
+    small = box_control_points([-0.015] * 3, [0.015] * 3)
+    truth = project(small @ R_TRUE.T + T_TRUE, K)
+    box = _box_of(truth)
+    centre, half = (box[:2] + box[2:]) / 2, 3 * (box[2:] - box[:2])
+    grasp = np.concatenate([centre - half, centre + half])
+    votes = _votes(truth, np.random.default_rng(5), noise_px=0.3)
+    result, gated = _gate(votes, grasp, wrist_depth=T_TRUE[2] + 0.05, control=small)
+    assert result.success and gated is result
+    shrunk = centre + 0.2 * (truth - centre)  # the same cube's votes collapsed toward the centre
+    _, collapsed = _gate(
+        _votes(shrunk, np.random.default_rng(6), noise_px=0.05), grasp, T_TRUE[2], small
+    )
+    assert not collapsed.success and "collapse" in collapsed.reason
