@@ -306,7 +306,7 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
 
     timings: dict[str, list[float]] = {}
     frames = with_hand = stable = 0
-    startup_skipped = 0
+    startup_skipped = hands_followed = 0
     started = time.perf_counter()
     total = source.length if not options.live else None
     if options.max_frames is not None:
@@ -330,6 +330,7 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
             latency["publish"] = round((time.perf_counter() - tick) * 1e3, 3)
             frames += 1
             with_hand += result.detection is not None
+            hands_followed += result.track is not None and result.track.new_track
             stable += result.message["stability"]["stable"]
             for name, value in result.message["latency_ms"].items():
                 timings.setdefault(name, []).append(value)
@@ -363,6 +364,7 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
         "source": str(options.source),
         "frames": frames,
         "frames_with_hand": with_hand,
+        "hands_followed": hands_followed,  # 1 when one hand was kept throughout
         "stable_fraction": stable / frames if frames else 0.0,
         "fps": frames / elapsed if elapsed > 0 else 0.0,
         "dropped_frames": source.dropped,

@@ -54,12 +54,20 @@ def test_video_writes_annotated_video_poses_and_summary(clip, tmp_path, capsys):
     for m in messages:
         jsonschema.validate(m, schema())
     with_hand = [m for m in messages if m["hand"] is not None]
-    assert len(with_hand) >= FRAMES // 2  # MediaPipe finds the rendered hand
+    assert len(with_hand) == FRAMES  # MediaPipe finds the rendered hand (frame 0 too)
     for m in with_hand:
         assert m["hand"]["side"] == "right" and len(m["hand"]["joints"]) == 21
         assert m["object"]["name"] == "box:0.05x0.05x0.05"
+        if m["object"]["found"]:  # never metres away from the hand that holds it
+            depth = m["object"]["pose"]["position"][2] - m["hand"]["wrist"]["position"][2]
+            assert abs(depth) <= 0.5
+        else:
+            assert m["object"]["reason"]
+    # one hand, announced once, kept
+    assert [m["hand"]["track_id"] for m in with_hand] == [with_hand[0]["hand"]["track_id"]] * FRAMES
+    assert [m["hand"]["new_track"] for m in with_hand] == [True] + [False] * (FRAMES - 1)
     summary = json.loads((tmp_path / "result.summary.json").read_text())
-    assert summary["frames"] == FRAMES
+    assert summary["frames"] == FRAMES and summary["hands_followed"] == 1
     assert {"detect", "engine", "decode", "capture_to_publish"} <= set(summary["latency_ms"])
     assert not list(tmp_path.glob(".*partial*"))  # temporary files renamed away
     assert "frames/s" in capsys.readouterr().out
