@@ -84,6 +84,7 @@ class HandTracker:
         self.followed: int | None = None
         self.frame = 0
         self._next_id = 0
+        self._last_time = -np.inf
 
     def update(
         self,
@@ -103,6 +104,9 @@ class HandTracker:
                 None when there is no such evidence.
             stable: the followed hand's estimate is in a stable stretch (never switch then).
         """
+        if timestamp < self._last_time:
+            raise ValueError(f"timestamps must not decrease: {timestamp} after {self._last_time}")
+        self._last_time = timestamp
         self.frame += 1
         matched = self._associate(detections, timestamp)
         self.tracks = [t for t in self.tracks if timestamp - t.last_seen <= self.lost_after_s]

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from hoposer.stream.detect import HandDetection, hand_box_from_landmarks
 from hoposer.stream.track import HandTracker
@@ -109,3 +110,11 @@ def test_a_hand_nearer_the_found_object_takes_over_only_outside_a_stable_stretch
         assert kept.track_id == first.track_id  # not yet nearer for 5 frames in a row
     switched = tracker.update([near_centre, holder], 24 / 30, SIZE, object_box, stable=False)
     assert switched.detection.landmarks is holder.landmarks and switched.new_track
+
+
+def test_time_running_backwards_is_an_error():
+    tracker = HandTracker()
+    hand = _detection(RIGHT + [300, 300], 0.9)
+    tracker.update([hand], 1.0, SIZE)
+    with pytest.raises(ValueError, match="decrease"):
+        tracker.update([hand], 0.5, SIZE)
