@@ -7,7 +7,8 @@ image the network saw, and returns one `FramePose` per batch item:
 hand: θ, β → hand model → wrist-relative joints and mesh (camera orientation, metres); the
     camera-space translation is solved from the predicted 2D joints by linear least squares.
 object: the top-10 most confident cells per control point (§4.3) → 2D-3D correspondences →
-    EPnP in RANSAC + Levenberg-Marquardt refinement. Failure is explicit, never an identity pose.
+    EPnP in RANSAC + Levenberg-Marquardt refinement, then (optionally) `ObjectPoseGate`'s
+    plausibility tests. Failure is explicit, never an identity pose.
 """
 
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from hoposer.geometry.camera import project, solve_translation
-from hoposer.geometry.pnp import object_pose_from_grid
+from hoposer.geometry.pnp import ObjectPoseGate, object_pose_from_grid, top_votes
 from hoposer.model.hand import HandModel
 from hoposer.model.inputs import box_to_pixels
 
@@ -69,6 +70,7 @@ def decode(
     hand_model: HandModel,
     control_points: np.ndarray | None = None,
     proposals_per_point: int = 10,
+    object_gate: ObjectPoseGate | None = None,
 ) -> list[FramePose]:
     """Decode a batch of network outputs.
 
@@ -83,6 +85,9 @@ def decode(
         control_points: `(21, 3)` the object's control points in its own frame (metres), or
             None to skip the object.
         proposals_per_point: most confident cells per control point used by PnP.
+        object_gate: when given, a PnP pose it does not believe (collapsed votes, poor fit,
+            metres from the hand, off its box) becomes a failure naming why. Evaluation leaves
+            it out to score every pose PnP returns.
 
     Returns:
         One `FramePose` per batch item.
@@ -123,6 +128,11 @@ def decode(
             pnp = object_pose_from_grid(
                 grid_points[i], grid_confidence[i], control_points, K[i], k=proposals_per_point
             )
+            if object_gate is not None:
+                votes = top_votes(grid_points[i], grid_confidence[i], proposals_per_point)
+                pnp = object_gate.check(
+                    pnp, votes, object_boxes[i], control_points, K[i], wrist_depth_m=t[2]
+                )
             object_pose = ObjectPose(
                 success=pnp.success,
                 R=pnp.R,

@@ -158,3 +158,23 @@ def cv2_rodrigues(axis_angle) -> np.ndarray:
     import cv2
 
     return cv2.Rodrigues(np.asarray(axis_angle, np.float64))[0]
+
+
+def test_the_object_gate_keeps_a_true_pose_and_rejects_collapsed_votes():
+    from hoposer.geometry.pnp import ObjectPoseGate
+
+    hand = StandInHand()
+    raw, hand_box, object_box, cube, truth = ground_truth_outputs(hand, np.random.default_rng(4))
+    gate = ObjectPoseGate()
+    (pose,) = decode(raw, K, hand_box, object_box, hand, cube.control_points, object_gate=gate)
+    assert pose.object.success
+    np.testing.assert_allclose(pose.object.t, truth["t"], atol=1e-5)
+    points = raw.object_points
+    shrunk = 0.5 + 0.05 * (points - points.mean(dim=-2, keepdim=True))  # a far-away copy
+    collapsed = RawOutputs(raw.joints_2d, raw.theta, raw.beta, shrunk, raw.object_confidence)
+    (ungated,) = decode(collapsed, K, hand_box, object_box, hand, cube.control_points)
+    (gated,) = decode(
+        collapsed, K, hand_box, object_box, hand, cube.control_points, object_gate=gate
+    )
+    assert ungated.object.success and ungated.object.t[2] > 3
+    assert not gated.object.success and "collapse" in gated.object.reason

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from hoposer.geometry.camera import project
+
 #: Fewest correspondences (and inliers) accepted: EPnP's minimal set plus one.
 MIN_POINTS = 6
 
@@ -190,10 +192,132 @@ def object_pose_from_grid(
         )
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    points_2d = top_votes(grid_points, grid_confidence, k)
+    points_3d = np.broadcast_to(control_points, points_2d.shape[:2] + (3,))
+    return solve_pnp(points_3d.reshape(-1, 3), points_2d.reshape(-1, 2), K, **pnp_kwargs)
+
+
+def top_votes(grid_points, grid_confidence, k: int = 10) -> np.ndarray:
+    """The `k` most confident cells' proposals for each control point, `(k, C, 2)`.
+
+    Ties go to the lower cell index; NaN confidences come last. `grid_points` is `(N, C, 2)` (or
+    any leading grid shape), `grid_confidence` the matching `(N, C)`.
+    """
+    grid_points = np.asarray(grid_points, dtype=np.float64)
+    c = grid_points.shape[-2]
     grid_points = grid_points.reshape(-1, c, 2)
-    confidence = np.nan_to_num(grid_confidence.reshape(-1, c), nan=-np.inf)
+    confidence = np.nan_to_num(np.asarray(grid_confidence).reshape(-1, c), nan=-np.inf)
     k = min(int(k), len(confidence))
     top = np.argsort(-confidence, axis=0, kind="stable")[:k]  # (k, C) cell indices
-    points_2d = grid_points[top, np.arange(c)[None, :]]  # (k, C, 2)
-    points_3d = np.broadcast_to(control_points, (k, c, 3))
-    return solve_pnp(points_3d.reshape(-1, 3), points_2d.reshape(-1, 2), K, **pnp_kwargs)
+    return grid_points[top, np.arange(c)[None, :]]
+
+
+@dataclass(frozen=True)
+class ObjectPoseGate:
+    """When a PnP pose is believable enough to publish as found.
+
+    PnP returns a pose for almost any set of votes, including votes that all land on a few
+    pixels (an object "at infinity", metres away) or that no single pose explains. A pose passes
+    only if the votes are spread over the object box, the inliers fit it closely and are many,
+    its depth is within reach of the hand holding it, and its projection lands on the box.
+    Lengths in the image are fractions of the object box's diagonal, so the thresholds hold at any
+    resolution and distance. The box before tracking starts is the hand's grasp region, larger
+    than a small object, so the votes' spread is measured against the smaller of the box and the
+    object's size at the hand's depth (`f · diameter / z_wrist`).
+    """
+
+    min_vote_spread: float = 0.35  #: votes' extent / min(box diagonal, object size at the hand)
+    max_reprojection: float = 0.06  #: mean inlier reprojection error / box diagonal
+    min_inlier_ratio: float = 0.3  #: inliers / votes
+    max_depth_from_hand_m: float = 0.5  #: |z_object − z_wrist|
+    depth_range_m: tuple[float, float] = (0.05, 5.0)  #: object depth with no placed hand
+    min_box_overlap: float = 0.3  #: share of the projected object's box inside the object box
+
+    def statistics(
+        self,
+        result: PnPResult,
+        votes: np.ndarray,
+        object_box: np.ndarray,
+        control_points: np.ndarray,
+        K: np.ndarray,
+        wrist_depth_m: float = float("nan"),
+    ) -> dict[str, float]:
+        """The measured quantities the gate compares (NaN where the pose is missing)."""
+        control_points = np.asarray(control_points, np.float64)
+        votes = np.asarray(votes, np.float64).reshape(-1, len(control_points), 2)
+        object_box = np.asarray(object_box, np.float64)
+        diagonal = max(float(np.linalg.norm(object_box[2:] - object_box[:2])), 1e-9)
+        scale = diagonal
+        if np.isfinite(wrist_depth_m) and wrist_depth_m > 0:
+            diameter = float(np.linalg.norm(np.ptp(control_points, axis=0)))
+            scale = min(diagonal, max(float(K[0, 0]) * diameter / wrist_depth_m, 1e-9))
+        with np.errstate(all="ignore"):
+            centres = np.nanmedian(votes, axis=0)  # (C, 2): one robust vote per control point
+            spread = float(np.nanmax(np.ptp(centres, axis=0))) / scale
+        stats = {
+            "vote_spread": spread,
+            "reprojection": result.reprojection_error_px / diagonal,
+            "inlier_ratio": result.inliers / max(len(votes.reshape(-1, 2)), 1),
+            "depth_m": float(result.t[2]),
+            "box_overlap": float("nan"),
+        }
+        if result.success:
+            points = project(np.asarray(control_points) @ result.R.T + result.t, K)
+            lo, hi = points.min(axis=0), points.max(axis=0)
+            inter = np.clip(
+                np.minimum(hi, object_box[2:]) - np.maximum(lo, object_box[:2]), 0, None
+            )
+            stats["box_overlap"] = float(inter.prod() / max((hi - lo).prod(), 1e-9))
+        return stats
+
+    def check(
+        self,
+        result: PnPResult,
+        votes: np.ndarray,
+        object_box: np.ndarray,
+        control_points: np.ndarray,
+        K: np.ndarray,
+        wrist_depth_m: float = float("nan"),
+    ) -> PnPResult:
+        """`result` if it passes, else a failure whose reason names the first failed test."""
+        if not result.success:
+            return result
+        s = self.statistics(result, votes, object_box, control_points, K, wrist_depth_m)
+        reason = ""
+        if not s["vote_spread"] >= self.min_vote_spread:
+            reason = (
+                f"the votes collapse to {s['vote_spread']:.2f} of the object's size "
+                f"(needs {self.min_vote_spread:g})"
+            )
+        elif not s["reprojection"] <= self.max_reprojection:
+            reason = (
+                f"reprojection error {s['reprojection']:.3f} of the object box "
+                f"(limit {self.max_reprojection:g})"
+            )
+        elif not s["inlier_ratio"] >= self.min_inlier_ratio:
+            reason = (
+                f"only {s['inlier_ratio']:.0%} of the votes are inliers "
+                f"(needs {self.min_inlier_ratio:.0%})"
+            )
+        elif np.isfinite(wrist_depth_m) and not (
+            abs(s["depth_m"] - wrist_depth_m) <= self.max_depth_from_hand_m
+        ):
+            reason = (
+                f"depth {s['depth_m']:.2f} m is {abs(s['depth_m'] - wrist_depth_m):.2f} m from "
+                f"the hand's (limit {self.max_depth_from_hand_m:g} m)"
+            )
+        elif not np.isfinite(wrist_depth_m) and not (
+            self.depth_range_m[0] <= s["depth_m"] <= self.depth_range_m[1]
+        ):
+            reason = (
+                f"depth {s['depth_m']:.2f} m is outside {self.depth_range_m[0]:g}–"
+                f"{self.depth_range_m[1]:g} m"
+            )
+        elif not s["box_overlap"] >= self.min_box_overlap:
+            reason = (
+                f"the posed object covers its box by {s['box_overlap']:.0%} "
+                f"(needs {self.min_box_overlap:.0%})"
+            )
+        if not reason:
+            return result
+        return PnPResult.failure(reason, result.inliers)

@@ -74,6 +74,9 @@ def video(
         str | None, typer.Option("--out", "-o", help="annotated video to write (.mp4)")
     ] = None,
     panel: Annotated[bool, typer.Option(help="add a rendered 3D side view to the video")] = False,
+    mesh: Annotated[
+        bool, typer.Option(help="draw the estimated hand and object meshes on the video")
+    ] = True,
     view: Annotated[bool, typer.Option(help="show windows while processing")] = False,
     backend: Backend = "auto",
     weights: Weights = None,
@@ -107,7 +110,7 @@ def video(
         raise HoposerError("nothing to produce: give --out FILE.mp4, --publish ENDPOINT or --view")
     summary = run_stream(
         _options(
-            source=clip, live=False, out=out, panel=panel, view=view, backend=backend,
+            source=clip, live=False, out=out, panel=panel, mesh=mesh, view=view, backend=backend,
             weights=weights, onnx=onnx, plan=plan, device=device, object=object,
             camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics, publish=publish,
             allow_remote=allow_remote, hand_model=hand_model, mano_dir=mano_dir,
@@ -124,6 +127,9 @@ def live(
     ] = "0",
     view: Annotated[bool, typer.Option(help="show the Open3D and overlay windows")] = True,
     out: Annotated[str | None, typer.Option("--out", "-o", help="also record to .mp4")] = None,
+    mesh: Annotated[
+        bool, typer.Option(help="draw the estimated meshes on the frame (key m toggles)")
+    ] = True,
     backend: Backend = "auto",
     weights: Weights = None,
     onnx: Onnx = None,
@@ -159,7 +165,8 @@ def live(
 
     summary = run_stream(
         _options(
-            source=camera, live=True, out=out, view=view, backend=backend, weights=weights,
+            source=camera, live=True, out=out, mesh=mesh, view=view, backend=backend,
+            weights=weights,
             onnx=onnx, plan=plan, device=device, precision=precision, compile=compile,
             object=object, camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics,
             publish=publish, allow_remote=allow_remote, curve_secret=curve_secret,

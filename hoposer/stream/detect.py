@@ -49,6 +49,7 @@ class HandDetection:
     landmarks: np.ndarray  #: (21, 2) MediaPipe's landmarks, pixels (hoposer's order)
     side: str  #: "right" or "left"
     score: float
+    right_probability: float = 0.5  #: MediaPipe's handedness as P(right hand), mirroring undone
 
 
 class HandDetector(Protocol):
@@ -58,13 +59,24 @@ class HandDetector(Protocol):
         """The most confident hand, or None."""
         ...
 
+    def detect_all(self, rgb: np.ndarray) -> list[HandDetection]:
+        """Every hand found (the stream's tracker picks the one to follow)."""
+        ...
+
     def close(self) -> None:
         """Release resources."""
         ...
 
 
 class MediaPipeHandDetector:
-    """MediaPipe Hands in tracking (video) or single-image mode."""
+    """MediaPipe Hands in tracking (video) or single-image mode, up to two hands.
+
+    The light palm detector (`model_complexity=0`) misses some plain hands outright (the bundled
+    example clip's open hand on frame 0 scores below 0.3), and video mode only runs it again on
+    the next frame. So when nothing is found, the frame is looked at once more by the full
+    single-image model (`fallback=True`), which costs a second detection on frames without a
+    hand only.
+    """
 
     def __init__(
         self,
@@ -74,6 +86,7 @@ class MediaPipeHandDetector:
         min_tracking_confidence: float = 0.5,
         selfie: bool = False,
         side: str = "auto",
+        fallback: bool = True,
     ) -> None:
         with quiet_native_stderr():  # TF Lite / absl start-up chatter
             import mediapipe as mp
@@ -86,6 +99,15 @@ class MediaPipeHandDetector:
                 min_tracking_confidence=min_tracking_confidence,
             )
             self._hands.process(np.zeros((64, 64, 3), np.uint8))  # first-call warnings, too
+            self._fallback = None
+            if fallback:
+                self._fallback = mp.solutions.hands.Hands(
+                    static_image_mode=True,
+                    max_num_hands=2,
+                    model_complexity=1,
+                    min_detection_confidence=min_detection_confidence,
+                )
+                self._fallback.process(np.zeros((64, 64, 3), np.uint8))
         if side not in ("auto", "right", "left"):
             raise HoposerError(f"hand side must be auto, right or left, not {side!r}")
         self.selfie = selfie
@@ -93,6 +115,10 @@ class MediaPipeHandDetector:
         self._calls = 0
 
     def detect(self, rgb: np.ndarray) -> HandDetection | None:  # noqa: D102
+        found = self.detect_all(rgb)
+        return max(found, key=lambda d: d.score) if found else None
+
+    def detect_all(self, rgb: np.ndarray) -> list[HandDetection]:  # noqa: D102
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
         if self._calls < 3:  # MediaPipe's graph warns once as tracking first engages
@@ -101,10 +127,12 @@ class MediaPipeHandDetector:
         else:
             result = self._hands.process(rgb)
         self._calls += 1
+        if not result.multi_hand_landmarks and self._fallback is not None:
+            result = self._fallback.process(rgb)
         if not result.multi_hand_landmarks:
-            return None
+            return []
         height, width = rgb.shape[:2]
-        best = None
+        found = []
         for landmarks, handedness in zip(
             result.multi_hand_landmarks, result.multi_handedness, strict=True
         ):
@@ -113,15 +141,17 @@ class MediaPipeHandDetector:
             side = label.label.lower()
             if not self.selfie:
                 side = "left" if side == "right" else "right"
+            right = label.score if side == "right" else 1.0 - label.score
             if self.side != "auto":  # the user knows which hand is in view
                 side = self.side
-            detection = HandDetection(hand_box_from_landmarks(points), points, side, label.score)
-            if best is None or detection.score > best.score:
-                best = detection
-        return best
+            box = hand_box_from_landmarks(points)
+            found.append(HandDetection(box, points, side, label.score, float(right)))
+        return found
 
     def close(self) -> None:  # noqa: D102
         self._hands.close()
+        if self._fallback is not None:
+            self._fallback.close()
 
 
 def hand_box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:

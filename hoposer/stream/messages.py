@@ -60,8 +60,14 @@ def hand_payload(
     reprojection_px: float,
     detector_score: float,
     transform: Transform,
+    track_id: int | None = None,
+    new_track: bool = False,
 ) -> dict:
-    """The `hand` member (3D quantities moved into the transform's frame)."""
+    """The `hand` member (3D quantities moved into the transform's frame).
+
+    `track_id` names the followed hand (a held pose keeps its hand's number); `new_track` is
+    true on the first frame of a hand not followed before.
+    """
     R, t = _move(transform, wrist_rotation, joints[0])
     return {
         "side": side,
@@ -72,6 +78,8 @@ def hand_payload(
         "wrist": _pose(R, t),
         "reprojection_px": float(reprojection_px),
         "detector_score": float(detector_score),
+        "track_id": track_id,
+        "new_track": bool(new_track),
     }
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from hoposer.calib.extrinsics import Transform
 from hoposer.decode import FramePose, decode
 from hoposer.errors import HoposerError
+from hoposer.geometry.pnp import ObjectPoseGate
 from hoposer.model.hand import HandModel
 from hoposer.model.inputs import InputView, prepare
 from hoposer.stream.capture import Frame
@@ -32,6 +33,7 @@ from hoposer.stream.detect import (
 )
 from hoposer.stream.messages import camera_frame, hand_payload, object_payload, pose_message
 from hoposer.stream.stabilizer import HandEstimate, Stabilizer, StabilizerOptions, Verdict
+from hoposer.stream.track import HandTracker, TrackedHand
 
 MIRROR = np.diag([-1.0, 1.0, 1.0])
 
@@ -57,6 +59,7 @@ class FrameResult:
     pose: FramePose | None = None  #: this frame's decoded estimate (camera frame, unmirrored)
     verdict: Verdict | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    track: TrackedHand | None = None  #: the followed hand's identity
 
 
 def default_camera_matrix(width: int, height: int, horizontal_fov_deg: float = 60.0) -> np.ndarray:
@@ -87,6 +90,7 @@ class FrameProcessor:
         transform: Transform | None = None,
         camera_id: str = "camera",
         undistort: tuple[np.ndarray, np.ndarray] | None = None,
+        hands: str = "auto",
     ) -> None:
         self.backend = backend
         self.hand_model = hand_model
@@ -98,6 +102,11 @@ class FrameProcessor:
             PoseTrackedObjectBoxes(object_spec.control_points, margin=1.0) if object_spec else None
         )
         self.stabilizer = Stabilizer(stabilizer)
+        self.object_gate = ObjectPoseGate()
+        self.tracker = HandTracker(side=hands)
+        self._object_evidence: np.ndarray | None = None  # last found object's box
+        self._published_track: int | None = None  # whose pose a held hand is
+        self._published_side = "right"
         self.transform = transform or camera_frame()
         self.camera_id = camera_id
         self.undistort_maps = undistort
@@ -122,13 +131,21 @@ class FrameProcessor:
         if self.undistort_maps is not None:
             image = cv2.remap(image, *self.undistort_maps, cv2.INTER_LINEAR)
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        detection = self.detector.detect(rgb)
+        height, width = rgb.shape[:2]
+        track = self.tracker.update(
+            self.detector.detect_all(rgb),
+            frame.timestamp,
+            (width, height),
+            self._object_evidence,
+            stable=self.stabilizer.locked,
+        )
         lap("detect")
-        if detection is None:
+        if track is None:
             verdict = self.stabilizer.no_hand()
             return self._result(frame, timings, None, None, None, verdict, rgb.shape)
-
-        height, width = rgb.shape[:2]
+        if track.new_track and self.stabilizer.published is not None:
+            self.stabilizer = Stabilizer(self.stabilizer.options)  # another hand: start afresh
+        detection = track.detection
         object_box = self._object_box(rgb, detection)
         # A left hand runs through the right-hand model in the mirror image (module docstring).
         view = InputView.around(
@@ -148,11 +165,14 @@ class FrameProcessor:
             net.object_box[None],
             self.hand_model,
             self.object_spec.control_points if self.object_spec else None,
+            object_gate=self.object_gate,
         )[0]
         pose = _to_frame(pose, view)
         lap("decode")
         if self.objects is not None and pose.object is not None:
             self.objects.update(pose.object.success, pose.object.R, pose.object.t)
+        found = pose.object is not None and pose.object.success
+        self._object_evidence = object_box if found else None
         verdict = self.stabilizer.update(
             HandEstimate(
                 joints_2d=pose.hand.joints_2d,
@@ -165,7 +185,7 @@ class FrameProcessor:
             frame.timestamp,
         )
         lap("stabilize")
-        return self._result(frame, timings, detection, object_box, pose, verdict, rgb.shape)
+        return self._result(frame, timings, detection, object_box, pose, verdict, rgb.shape, track)
 
     def _object_box(self, rgb: np.ndarray, detection: HandDetection) -> np.ndarray:
         if self.object_detector is not None:
@@ -176,11 +196,15 @@ class FrameProcessor:
             return self.objects.box(detection, self.K, (rgb.shape[1], rgb.shape[0]))
         return grasp_box(detection.box, detection.landmarks)
 
-    def _result(self, frame, timings, detection, object_box, pose, verdict, shape) -> FrameResult:
+    def _result(
+        self, frame, timings, detection, object_box, pose, verdict, shape, track=None
+    ) -> FrameResult:
         hand = None
+        if track is not None:
+            self._published_track, self._published_side = track.track_id, detection.side
         if verdict.hand is not None:
             published = verdict.hand
-            side = detection.side if detection is not None else "right"
+            side = self._published_side  # a held pose keeps its hand's side
             # MANO's global rotation is the wrist's orientation.
             wrist_R = cv2.Rodrigues(np.asarray(published.theta[:3], np.float64))[0]
             reprojection = pose.hand.reprojection_px if pose is not None else float("nan")
@@ -194,6 +218,8 @@ class FrameProcessor:
                 reprojection if np.isfinite(reprojection) else -1.0,
                 detection.score if detection is not None else 0.0,
                 self.transform,
+                track_id=self._published_track,
+                new_track=track is not None and track.new_track,
             )
         obj = None
         if self.object_spec is not None and pose is not None and pose.object is not None:
@@ -222,7 +248,7 @@ class FrameProcessor:
             flags=verdict.flags,
             latency_ms=timings,
         )
-        return FrameResult(frame, message, detection, object_box, pose, verdict, timings)
+        return FrameResult(frame, message, detection, object_box, pose, verdict, timings, track)
 
 
 def _to_frame(pose: FramePose, view: InputView) -> FramePose:

@@ -33,6 +33,7 @@ class StreamOptions:
     live: bool = False
     out: str | None = None
     panel: bool = False
+    mesh: bool = True
     view: bool = True
     backend: str = "auto"
     weights: str | None = None
@@ -189,7 +190,14 @@ class LatestResult:
 
 
 def run_stream(options: StreamOptions) -> dict:
-    """Run `live` or `video`; returns the summary (also written beside `--out`)."""
+    """Run `live` or `video`; returns the summary (also written beside `--out`).
+
+    A file or folder is opened first, so that a bad path fails before the model loads. A live
+    source is opened last, after the model, MediaPipe and the windows are loaded and the model
+    has run once: frames a camera delivers while those load (seconds) would otherwise be
+    skipped. The frames skipped before the first processed one are still counted and reported
+    (`startup_skipped_frames`).
+    """
     from hoposer.model.hand import hand_model_for_weights
     from hoposer.stream.capture import open_source
     from hoposer.stream.outputs import VideoOutputs, check_writable
@@ -198,11 +206,13 @@ def run_stream(options: StreamOptions) -> dict:
     if options.out is not None:
         check_writable(Path(options.out))
     options = replace(options, threads=configure_threads(options.threads))
-    source = open_source(options.source, live=options.live)
-    resources: list = [source]
+    resources: list = []
+    source = None
+    if not options.live:
+        source = open_source(options.source)
+        resources.append(source)
     outputs = None
     try:
-        K, maps = _camera(options, source.size)
         object_spec = _object_spec(options)
         transform = _transform(options)
         publisher = _publisher(options)
@@ -212,6 +222,19 @@ def run_stream(options: StreamOptions) -> dict:
         hand_model = hand_model_for_weights(trained_with, options.hand_model, options.mano_dir)
         detector, object_detector = _detectors(options)
         resources.append(detector)
+        viewer = None
+        if options.view:
+            from hoposer.stream.view import Viewer
+
+            viewer = Viewer(None, hand_model.faces, object_spec, mesh=options.mesh)
+            resources.append(viewer)
+        if source is None:
+            _warm_up(backend)  # the first inference is the slowest: not on a camera frame
+            source = open_source(options.source, live=True)
+            resources.append(source)
+        K, maps = _camera(options, source.size)
+        if viewer is not None:
+            viewer.K = K
         processor = FrameProcessor(
             backend,
             hand_model,
@@ -223,15 +246,10 @@ def run_stream(options: StreamOptions) -> dict:
             transform=transform,
             camera_id=str(options.source),
             undistort=maps,
+            hands=options.hands,
         )
         if options.out is not None:
             outputs = VideoOutputs(options.out, source.fps)
-        viewer = None
-        if options.view:
-            from hoposer.stream.view import Viewer
-
-            viewer = Viewer(K, hand_model.faces, object_spec)
-            resources.append(viewer)
         args = (options, source, processor, publisher, outputs, viewer, K, object_spec)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
         summary["threads"] = options.threads
@@ -244,6 +262,13 @@ def run_stream(options: StreamOptions) -> dict:
             outputs.abort()
         for resource in reversed(resources):
             resource.close()
+
+
+def _warm_up(backend) -> None:
+    """One inference on a blank image, so that lazy initialisation happens before capture."""
+    size = backend.input_size
+    box = np.array([[0.25 * size, 0.25 * size, 0.75 * size, 0.75 * size]], np.float32)
+    backend.run(np.zeros((1, 3, size, size), np.float32), box, box)
 
 
 def _publisher(options: StreamOptions):
@@ -289,6 +314,7 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
 
     timings: dict[str, list[float]] = {}
     frames = with_hand = stable = 0
+    startup_skipped = hands_followed = 0
     started = time.perf_counter()
     total = source.length if not options.live else None
     if options.max_frames is not None:
@@ -298,6 +324,11 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
     mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
     try:
         for frame in source:
+            if frames == 0:
+                startup_skipped = frame.index  # frames the source delivered before the first
+                if startup_skipped:
+                    log.warning("%d frames arrived before the first could be processed",
+                                startup_skipped)  # fmt: skip
             result = processor.process(frame)
             latency = result.message["latency_ms"]
             latency["capture_to_publish"] = round((time.perf_counter() - frame.timestamp) * 1e3, 3)
@@ -307,13 +338,19 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
             latency["publish"] = round((time.perf_counter() - tick) * 1e3, 3)
             frames += 1
             with_hand += result.detection is not None
+            hands_followed += result.track is not None and result.track.new_track
             stable += result.message["stability"]["stable"]
             for name, value in result.message["latency_ms"].items():
                 timings.setdefault(name, []).append(value)
             fps = frames / max(time.perf_counter() - started, 1e-9)
             if outputs is not None:
                 image = annotate(
-                    result, K, object_spec.control_points if object_spec else None, fps
+                    result,
+                    K,
+                    object_spec.control_points if object_spec else None,
+                    fps,
+                    hand_faces=faces if options.mesh else None,
+                    object_mesh=mesh,
                 )
                 if options.panel:
                     side = render_panel(result, faces, mesh, (image.shape[0], image.shape[0]))
@@ -335,9 +372,11 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
         "source": str(options.source),
         "frames": frames,
         "frames_with_hand": with_hand,
+        "hands_followed": hands_followed,  # 1 when one hand was kept throughout
         "stable_fraction": stable / frames if frames else 0.0,
         "fps": frames / elapsed if elapsed > 0 else 0.0,
         "dropped_frames": source.dropped,
+        "startup_skipped_frames": startup_skipped,
         "published": publisher.sent if publisher is not None else 0,
         "publish_dropped": publisher.dropped if publisher is not None else 0,
         "latency_ms": {

@@ -5,7 +5,8 @@ at its own rate, so a slow window never slows inference. (The windows live on th
 because GUI toolkits such as Qt, which OpenCV may use, require it.) Without Open3D (an optional
 extra: `pip install "hoposer[view]"`), the 3D panel is drawn by hoposer's CPU renderer inside the
 OpenCV window.
-'q' or Esc in either window asks the pipeline to stop.
+'q' or Esc in either window asks the pipeline to stop; 'm' shows or hides the mesh drawn on the
+frame.
 """
 
 import logging
@@ -29,7 +30,14 @@ def _has_display() -> bool:
 class Viewer:
     """Windows showing the newest result; `close()` ends the thread."""
 
-    def __init__(self, camera_matrix: np.ndarray, hand_faces: np.ndarray, object_spec) -> None:
+    def __init__(
+        self,
+        camera_matrix: np.ndarray | None,
+        hand_faces: np.ndarray,
+        object_spec,
+        mesh: bool = True,
+    ) -> None:
+        """`camera_matrix` may be set later (`.K`), once the source is open, before `run`."""
         if not _has_display():
             raise HoposerError("no display to show windows on: add --no-view (headless)")
         try:
@@ -44,6 +52,7 @@ class Viewer:
         self.object_spec = object_spec
         self.mailbox = LatestResult()
         self.quit_requested = False
+        self.mesh = mesh  #: draw the hand (and object) mesh on the frame; 'm' toggles it
 
     def offer(self, result, fps: float) -> None:
         """Hand over the newest result (never blocks)."""
@@ -68,7 +77,14 @@ class Viewer:
                 got = self.mailbox.take(version, timeout=0.05)
                 if got is not None:
                     version, (result, fps) = got
-                    image = annotate(result, self.K, control_points, fps)
+                    image = annotate(
+                        result,
+                        self.K,
+                        control_points,
+                        fps,
+                        hand_faces=self.faces if self.mesh else None,
+                        object_mesh=mesh,
+                    )
                     if scene is not None:
                         scene.update(result)
                     else:
@@ -77,8 +93,11 @@ class Viewer:
                     cv2.imshow("hoposer", image)
                 if scene is not None and not scene.poll():
                     self.quit_requested = True
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                key = cv2.waitKey(1) & 0xFF
+                if key in (ord("q"), 27):
                     self.quit_requested = True
+                elif key == ord("m"):
+                    self.mesh = not self.mesh
         finally:
             if scene is not None:
                 scene.close()

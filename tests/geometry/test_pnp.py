@@ -5,7 +5,7 @@ from scipy.spatial.transform import Rotation
 
 from hoposer.geometry.camera import project
 from hoposer.geometry.control_points import box_control_points
-from hoposer.geometry.pnp import PnPResult, object_pose_from_grid, solve_pnp
+from hoposer.geometry.pnp import ObjectPoseGate, PnPResult, object_pose_from_grid, solve_pnp
 
 K = np.array([[615.0, 0.0, 320.0], [0.0, 615.0, 240.0], [0.0, 0.0, 1.0]])
 CONTROL = box_control_points([-0.04, -0.06, -0.03], [0.04, 0.06, 0.03])
@@ -105,3 +105,82 @@ def test_bad_shapes_raise():
         object_pose_from_grid(np.zeros((4, 20, 2)), np.zeros((4, 20)), CONTROL, K)
     with pytest.raises(ValueError):
         solve_pnp(CONTROL, np.zeros((20, 2)), K)
+
+
+def _votes(points_2d: np.ndarray, rng, k: int = 10, noise_px: float = 0.5) -> np.ndarray:
+    """k noisy votes per control point, `(k, 21, 2)`."""
+    return points_2d[None] + rng.normal(scale=noise_px, size=(k, *points_2d.shape))
+
+
+def _gate(votes, box, wrist_depth=float("nan"), control=CONTROL):
+    points_3d = np.broadcast_to(control, (len(votes), *control.shape)).reshape(-1, 3)
+    result = solve_pnp(points_3d, votes.reshape(-1, 2), K)
+    return result, ObjectPoseGate().check(result, votes, box, control, K, wrist_depth)
+
+
+def _box_of(points_2d: np.ndarray) -> np.ndarray:
+    return np.concatenate([points_2d.min(0), points_2d.max(0)])
+
+
+def test_the_gate_accepts_a_true_pose_near_the_hand():
+    truth = _image(CONTROL)
+    votes = _votes(truth, np.random.default_rng(0))
+    result, gated = _gate(votes, _box_of(truth), wrist_depth=T_TRUE[2] + 0.08)
+    assert result.success and gated is result
+    assert np.linalg.norm(gated.t - T_TRUE) < 5e-3
+
+
+def test_the_gate_rejects_votes_collapsed_toward_one_point():
+    # What an untrained or confused decoder does: every vote near the box centre. The votes are
+    # a shrunken copy of the true projection, so PnP explains them well with the object metres
+    # away, a pose that fits but is not there.
+    truth = _image(CONTROL)
+    box = _box_of(truth)
+    centre = truth.mean(0)
+    collapsed = centre + 0.08 * (truth - centre)
+    votes = _votes(collapsed, np.random.default_rng(1), noise_px=0.05)
+    result, gated = _gate(votes, box)
+    assert result.success and result.t[2] > 3  # PnP alone calls it found, far away
+    assert not gated.success and "collapse" in gated.reason
+    assert np.isnan(gated.t).all()
+
+
+def test_the_gate_rejects_a_pose_far_from_the_hand():
+    far = np.array([0.05, -0.03, 1.6])
+    truth = project(CONTROL @ R_TRUE.T + far, K)
+    votes = _votes(truth, np.random.default_rng(2), noise_px=0.2)
+    box = _box_of(truth)
+    result, gated = _gate(votes, box, wrist_depth=0.5)
+    assert result.success and abs(result.t[2] - 1.6) < 0.05
+    assert not gated.success and "from the hand" in gated.reason
+    _, no_hand = _gate(votes, box)  # without a placed hand, 1.6 m is a plausible depth
+    assert no_hand.success
+
+
+def test_the_gate_rejects_a_pose_off_its_box_and_a_poor_fit():
+    truth = _image(CONTROL)
+    votes = _votes(truth, np.random.default_rng(3))
+    elsewhere = _box_of(truth) + np.array([300.0, 0, 300, 0])
+    _, gated = _gate(votes, elsewhere, wrist_depth=T_TRUE[2])
+    assert not gated.success and "covers its box" in gated.reason
+    scattered = _votes(truth, np.random.default_rng(4), noise_px=15.0)  # votes agree on no pose
+    result, gated = _gate(scattered, _box_of(truth), wrist_depth=T_TRUE[2])
+    assert not gated.success and gated.reason
+
+
+def test_the_gate_accepts_a_small_object_in_the_hands_larger_grasp_box():
+    # Before tracking starts, the object box is the hand's grasp region: here 6x the size of a
+    # 3 cm cube. The votes' spread is judged against the cube's size at the hand's depth.
+    small = box_control_points([-0.015] * 3, [0.015] * 3)
+    truth = project(small @ R_TRUE.T + T_TRUE, K)
+    box = _box_of(truth)
+    centre, half = (box[:2] + box[2:]) / 2, 3 * (box[2:] - box[:2])
+    grasp = np.concatenate([centre - half, centre + half])
+    votes = _votes(truth, np.random.default_rng(5), noise_px=0.3)
+    result, gated = _gate(votes, grasp, wrist_depth=T_TRUE[2] + 0.05, control=small)
+    assert result.success and gated is result
+    shrunk = centre + 0.2 * (truth - centre)  # the same cube's votes collapsed toward the centre
+    _, collapsed = _gate(
+        _votes(shrunk, np.random.default_rng(6), noise_px=0.05), grasp, T_TRUE[2], small
+    )
+    assert not collapsed.success and "collapse" in collapsed.reason

@@ -54,12 +54,20 @@ def test_video_writes_annotated_video_poses_and_summary(clip, tmp_path, capsys):
     for m in messages:
         jsonschema.validate(m, schema())
     with_hand = [m for m in messages if m["hand"] is not None]
-    assert len(with_hand) >= FRAMES // 2  # MediaPipe finds the rendered hand
+    assert len(with_hand) == FRAMES  # MediaPipe finds the rendered hand (frame 0 too)
     for m in with_hand:
         assert m["hand"]["side"] == "right" and len(m["hand"]["joints"]) == 21
         assert m["object"]["name"] == "box:0.05x0.05x0.05"
+        if m["object"]["found"]:  # never metres away from the hand that holds it
+            depth = m["object"]["pose"]["position"][2] - m["hand"]["wrist"]["position"][2]
+            assert abs(depth) <= 0.5
+        else:
+            assert m["object"]["reason"]
+    # one hand, announced once, kept
+    assert [m["hand"]["track_id"] for m in with_hand] == [with_hand[0]["hand"]["track_id"]] * FRAMES
+    assert [m["hand"]["new_track"] for m in with_hand] == [True] + [False] * (FRAMES - 1)
     summary = json.loads((tmp_path / "result.summary.json").read_text())
-    assert summary["frames"] == FRAMES
+    assert summary["frames"] == FRAMES and summary["hands_followed"] == 1
     assert {"detect", "engine", "decode", "capture_to_publish"} <= set(summary["latency_ms"])
     assert not list(tmp_path.glob(".*partial*"))  # temporary files renamed away
     assert "frames/s" in capsys.readouterr().out
@@ -197,3 +205,20 @@ def test_calibration_files_from_hoposer_calib_set_the_camera_and_the_robot_frame
     # The base frame is the camera frame shifted 1 m back along z: a hand ~0.5 m deep lands ~1.5.
     for hand in hands:
         assert 1.2 < hand["wrist"]["position"][2] < 2.5
+
+
+def test_a_live_source_opens_after_the_model_loads_so_no_start_up_frame_is_lost(clip, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "live.mp4"
+    code = main(["live", "--camera", str(clip), "--no-view", "--publish",
+                 f"tcp://127.0.0.1:{port}", "--hands", "right", "--max-frames", "3",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    summary = json.loads((tmp_path / "live.summary.json").read_text())
+    # Loading the model and MediaPipe takes seconds (tens of frames at 30 FPS); the clip, played
+    # as a camera, starts only once they are ready.
+    assert summary["startup_skipped_frames"] <= 2
+    first = json.loads((tmp_path / "live.jsonl").read_text().splitlines()[0])
+    assert first["frame_index"] == summary["startup_skipped_frames"]
