@@ -47,6 +47,14 @@ Smooth = Annotated[bool, typer.Option(help="One-Euro smoothing of accepted poses
 Hands = Annotated[
     str, typer.Option(help="auto (MediaPipe's handedness) | right | left: the hand in view")
 ]
+Refine = Annotated[
+    str,
+    typer.Option(
+        help="fit the hand to 2D evidence after the network: auto (every source: the network's "
+        "2D joints, MediaPipe's landmarks and metric landmarks) | network (its 2D joints only) "
+        "| off (the network's raw hand)"
+    ),
+]
 Relock = Annotated[int, typer.Option(help="agreeing frames needed to re-lock after a failure")]
 
 
@@ -85,6 +93,7 @@ def video(
     mano_dir: ManoDir = None,
     detector: Detector = "mediapipe",
     hands: Hands = "auto",
+    refine: Refine = "auto",
     smooth: Smooth = True,
     relock: Relock = 3,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
@@ -105,7 +114,7 @@ def video(
             weights=weights, onnx=onnx, plan=plan, device=device, object=object,
             camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics, publish=publish,
             allow_remote=allow_remote, hand_model=hand_model, mano_dir=mano_dir,
-            detector=detector, hands=hands, smooth=smooth, relock=relock,
+            detector=detector, hands=hands, refine=refine, smooth=smooth, relock=relock,
             max_frames=max_frames,
         )
     )  # fmt: skip
@@ -138,6 +147,7 @@ def live(
     detector: Detector = "mediapipe",
     selfie: Annotated[bool, typer.Option(help="the camera image is mirrored")] = False,
     hands: Hands = "auto",
+    refine: Refine = "auto",
     smooth: Smooth = True,
     relock: Relock = 3,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
@@ -157,8 +167,8 @@ def live(
             object=object, camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics,
             publish=publish, allow_remote=allow_remote, curve_secret=curve_secret,
             curve_clients=curve_clients, hand_model=hand_model, mano_dir=mano_dir,
-            detector=detector, selfie=selfie, hands=hands, smooth=smooth, relock=relock,
-            max_frames=max_frames,
+            detector=detector, selfie=selfie, hands=hands, refine=refine, smooth=smooth,
+            relock=relock, max_frames=max_frames,
         )
     )  # fmt: skip
     _print_summary(summary, out)

@@ -49,6 +49,11 @@ class HandDetection:
     landmarks: np.ndarray  #: (21, 2) MediaPipe's landmarks, pixels (hoposer's order)
     side: str  #: "right" or "left"
     score: float
+    #: (21, 3) MediaPipe's metric "world" landmarks (metres, origin near the hand's centre,
+    #: camera orientation), or None when the detector has none
+    world_landmarks: np.ndarray | None = None
+    #: (21,) per-landmark confidence (visibility × presence) when the detector reports it
+    landmark_weights: np.ndarray | None = None
 
 
 class HandDetector(Protocol):
@@ -93,6 +98,11 @@ class MediaPipeHandDetector:
         self._calls = 0
 
     def detect(self, rgb: np.ndarray) -> HandDetection | None:  # noqa: D102
+        hands = self.detect_all(rgb)
+        return max(hands, key=lambda hand: hand.score) if hands else None
+
+    def detect_all(self, rgb: np.ndarray) -> list[HandDetection]:
+        """Every hand MediaPipe found (at most two), in its order."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
         if self._calls < 3:  # MediaPipe's graph warns once as tracking first engages
@@ -102,11 +112,12 @@ class MediaPipeHandDetector:
             result = self._hands.process(rgb)
         self._calls += 1
         if not result.multi_hand_landmarks:
-            return None
+            return []
         height, width = rgb.shape[:2]
-        best = None
-        for landmarks, handedness in zip(
-            result.multi_hand_landmarks, result.multi_handedness, strict=True
+        hands = []
+        worlds = result.multi_hand_world_landmarks or [None] * len(result.multi_hand_landmarks)
+        for landmarks, handedness, world in zip(
+            result.multi_hand_landmarks, result.multi_handedness, worlds, strict=True
         ):
             label = handedness.classification[0]
             points = np.array([[p.x * width, p.y * height] for p in landmarks.landmark])
@@ -115,13 +126,34 @@ class MediaPipeHandDetector:
                 side = "left" if side == "right" else "right"
             if self.side != "auto":  # the user knows which hand is in view
                 side = self.side
-            detection = HandDetection(hand_box_from_landmarks(points), points, side, label.score)
-            if best is None or detection.score > best.score:
-                best = detection
-        return best
+            detection = HandDetection(
+                hand_box_from_landmarks(points),
+                points,
+                side,
+                label.score,
+                world_landmarks=(
+                    None if world is None else np.array([[p.x, p.y, p.z] for p in world.landmark])
+                ),
+                landmark_weights=_landmark_weights(landmarks.landmark),
+            )
+            hands.append(detection)
+        return hands
 
     def close(self) -> None:  # noqa: D102
         self._hands.close()
+
+
+def _landmark_weights(landmarks) -> np.ndarray | None:
+    """visibility × presence of each landmark, when MediaPipe filled them in (its Hands solution
+    leaves both unset; the Tasks API's landmarkers may set them)."""
+    weights = np.ones(len(landmarks))
+    reported = False
+    for i, p in enumerate(landmarks):
+        for name in ("visibility", "presence"):
+            if p.HasField(name):
+                weights[i] *= getattr(p, name)
+                reported = True
+    return weights if reported else None
 
 
 def hand_box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""The published pose message (`pose.schema.json`, version 1), built from one frame's results."""
+"""The published pose message (`pose.schema.json`, version 2), built from one frame's results.
+
+Version 2 added the required `hand.refinement` (which evidence the hand was fitted to); every other
+member is as in version 1.
+"""
 
 import json
 import time
@@ -9,7 +13,7 @@ import numpy as np
 
 from hoposer.calib.extrinsics import Transform, matrix_to_quat
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("pose.schema.json")
 
 
@@ -60,8 +64,12 @@ def hand_payload(
     reprojection_px: float,
     detector_score: float,
     transform: Transform,
+    refinement: dict | None = None,
 ) -> dict:
-    """The `hand` member (3D quantities moved into the transform's frame)."""
+    """The `hand` member (3D quantities moved into the transform's frame).
+
+    `refinement`: `refinement_payload(...)`; None means the network's raw hand (`--refine off`).
+    """
     R, t = _move(transform, wrist_rotation, joints[0])
     return {
         "side": side,
@@ -72,7 +80,14 @@ def hand_payload(
         "wrist": _pose(R, t),
         "reprojection_px": float(reprojection_px),
         "detector_score": float(detector_score),
+        "refinement": refinement or refinement_payload("off", ()),
     }
+
+
+def refinement_payload(mode: str, evidence: tuple[str, ...] | list[str]) -> dict:
+    """`hand.refinement`: the `--refine` mode and the evidence the hand was fitted to (empty: the
+    network's raw hand, because refinement is off or found no placement)."""
+    return {"mode": mode, "evidence": list(evidence)}
 
 
 def object_payload(

@@ -12,15 +12,18 @@ vertices X → −X, θ's axis-angle triplets (x, y, z) → (x, −y, −z), obj
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
+import torch
 
 from hoposer.calib.extrinsics import Transform
-from hoposer.decode import FramePose, decode
+from hoposer.decode import FramePose, HandPose, decode
 from hoposer.errors import HoposerError
+from hoposer.geometry.camera import project
 from hoposer.geometry.crop import Crop, crop_around
+from hoposer.geometry.refine import REFINE_MODES, Evidence, Kinematics, refine_hand
 from hoposer.model.hand import HandModel
 from hoposer.stream.capture import Frame
 from hoposer.stream.detect import (
@@ -29,7 +32,13 @@ from hoposer.stream.detect import (
     PoseTrackedObjectBoxes,
     grasp_box,
 )
-from hoposer.stream.messages import camera_frame, hand_payload, object_payload, pose_message
+from hoposer.stream.messages import (
+    camera_frame,
+    hand_payload,
+    object_payload,
+    pose_message,
+    refinement_payload,
+)
 from hoposer.stream.stabilizer import HandEstimate, Stabilizer, StabilizerOptions, Verdict
 
 MIRROR = np.diag([-1.0, 1.0, 1.0])
@@ -53,9 +62,10 @@ class FrameResult:
     message: dict
     detection: HandDetection | None = None
     object_box: np.ndarray | None = None
-    pose: FramePose | None = None  #: this frame's decoded estimate (camera frame, unmirrored)
+    pose: FramePose | None = None  #: this frame's estimate (camera frame, unmirrored, refined)
     verdict: Verdict | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    evidence: tuple[str, ...] = ()  #: what the hand was refined to (empty: the network's raw hand)
 
 
 def default_camera_matrix(width: int, height: int, horizontal_fov_deg: float = 60.0) -> np.ndarray:
@@ -86,7 +96,12 @@ class FrameProcessor:
         transform: Transform | None = None,
         camera_id: str = "camera",
         undistort: tuple[np.ndarray, np.ndarray] | None = None,
+        refine: str = "auto",
     ) -> None:
+        if refine not in REFINE_MODES:
+            raise HoposerError(f"--refine must be one of {', '.join(REFINE_MODES)}, not {refine!r}")
+        self.refine = refine
+        self.kinematics = Kinematics.from_model(hand_model) if refine != "off" else None
         self.backend = backend
         self.hand_model = hand_model
         self.detector = detector
@@ -155,6 +170,8 @@ class FrameProcessor:
         )[0]
         pose = _to_frame(pose, crop, width, left)
         lap("decode")
+        pose, evidence = self._refine(pose, detection, width, left)
+        lap("refine")
         if self.objects is not None and pose.object is not None:
             self.objects.update(pose.object.success, pose.object.R, pose.object.t)
         verdict = self.stabilizer.update(
@@ -169,7 +186,40 @@ class FrameProcessor:
             frame.timestamp,
         )
         lap("stabilize")
-        return self._result(frame, timings, detection, object_box, pose, verdict, rgb.shape)
+        return self._result(
+            frame, timings, detection, object_box, pose, verdict, rgb.shape, evidence
+        )
+
+    def _refine(
+        self, pose: FramePose, detection: HandDetection, width: int, left: bool
+    ) -> tuple[FramePose, tuple[str, ...]]:
+        """Fit the hand model to the 2D evidence (`--refine`).
+
+        The pose is returned unchanged when refinement is off or finds no placement. A left hand
+        is fitted in the mirror image, where the right-hand model applies, and mirrored back.
+        """
+        if self.kinematics is None:
+            return pose, ()
+        hand, evidence = refinement_inputs(pose.hand, detection, self.K, width, left, self.refine)
+        fit = refine_hand(self.kinematics, hand.theta, hand.beta, hand.translation, evidence)
+        if fit is None:
+            return pose, ()
+        theta = torch.from_numpy(fit.theta[None])
+        with torch.no_grad():
+            vertices = self.hand_model(theta, torch.from_numpy(fit.beta[None])).vertices[0]
+        hand = replace(
+            hand,
+            joints_2d=project(fit.joints, evidence.camera_matrix),
+            joints=fit.joints,
+            vertices=vertices.double().numpy() + fit.translation,
+            theta=fit.theta,
+            beta=fit.beta,
+            translation=fit.translation,
+            reprojection_px=fit.reprojection_px,
+        )
+        if left:
+            hand = _mirror_hand(hand, width)
+        return FramePose(hand, pose.object), fit.evidence
 
     def _object_box(self, rgb: np.ndarray, detection: HandDetection) -> np.ndarray:
         if self.object_detector is not None:
@@ -180,7 +230,9 @@ class FrameProcessor:
             return self.objects.box(detection, self.K, (rgb.shape[1], rgb.shape[0]))
         return grasp_box(detection.box, detection.landmarks)
 
-    def _result(self, frame, timings, detection, object_box, pose, verdict, shape) -> FrameResult:
+    def _result(
+        self, frame, timings, detection, object_box, pose, verdict, shape, evidence=()
+    ) -> FrameResult:
         hand = None
         if verdict.hand is not None:
             published = verdict.hand
@@ -198,6 +250,7 @@ class FrameProcessor:
                 reprojection if np.isfinite(reprojection) else -1.0,
                 detection.score if detection is not None else 0.0,
                 self.transform,
+                refinement=refinement_payload(self.refine, evidence),
             )
         obj = None
         if self.object_spec is not None and pose is not None and pose.object is not None:
@@ -226,31 +279,70 @@ class FrameProcessor:
             flags=verdict.flags,
             latency_ms=timings,
         )
-        return FrameResult(frame, message, detection, object_box, pose, verdict, timings)
+        return FrameResult(
+            frame, message, detection, object_box, pose, verdict, timings, evidence=evidence
+        )
 
 
 def _mirror_box(box: np.ndarray, width: int) -> np.ndarray:
     return np.array([width - box[2], box[1], width - box[0], box[3]], np.float64)
 
 
+def refinement_inputs(
+    hand: HandPose,
+    detection: HandDetection,
+    camera_matrix: np.ndarray,
+    width: int,
+    left: bool,
+    mode: str,
+) -> tuple[HandPose, Evidence]:
+    """The network's hand and the evidence `mode` allows, in the right-hand model's image.
+
+    For a left hand that is the mirror image: the hand, the network's 2D joints, the detector's
+    landmarks (x → W − x), its metric landmarks (X → −X) and the principal point (cx → W − cx).
+    """
+    K = np.asarray(camera_matrix, np.float64)
+    landmarks, world = detection.landmarks, detection.world_landmarks
+    if left:
+        hand = _mirror_hand(hand, width)
+        K = K.copy()
+        K[0, 2] = width - K[0, 2]
+        landmarks = _mirror_points(landmarks, width)
+        world = None if world is None else world @ MIRROR
+    evidence = Evidence(
+        K,
+        network_2d=hand.joints_2d,
+        landmarks_2d=landmarks,
+        landmark_weights=detection.landmark_weights,
+        landmarks_3d=world,
+    )
+    return hand, evidence.restricted(mode)
+
+
+def _mirror_points(points: np.ndarray, width: int) -> np.ndarray:
+    mirrored = np.array(points, np.float64)
+    mirrored[:, 0] = width - mirrored[:, 0]
+    return mirrored
+
+
+def _mirror_hand(hand: HandPose, width: int) -> HandPose:
+    """The mirror image (x → W − x, X → −X) of a hand; its own inverse."""
+    return replace(
+        hand,
+        joints_2d=_mirror_points(hand.joints_2d, width),
+        joints=hand.joints @ MIRROR,
+        vertices=hand.vertices @ MIRROR,
+        theta=mirror_theta(hand.theta),
+        translation=MIRROR @ hand.translation,
+    )
+
+
 def _to_frame(pose: FramePose, crop: Crop, width: int, mirrored: bool) -> FramePose:
     """Map a pose decoded in the (possibly mirrored) crop back to the original frame."""
-    from dataclasses import replace
-
-    joints_2d = crop.invert(pose.hand.joints_2d)
-    hand = replace(pose.hand, joints_2d=joints_2d)
+    hand = replace(pose.hand, joints_2d=crop.invert(pose.hand.joints_2d))
     obj = pose.object
     if mirrored:
-        joints_2d = joints_2d.copy()
-        joints_2d[:, 0] = width - joints_2d[:, 0]
-        hand = replace(
-            hand,
-            joints_2d=joints_2d,
-            joints=pose.hand.joints @ MIRROR,
-            vertices=pose.hand.vertices @ MIRROR,
-            theta=mirror_theta(pose.hand.theta),
-            translation=MIRROR @ pose.hand.translation,
-        )
+        hand = _mirror_hand(hand, width)
         if obj is not None and obj.success:
             obj = replace(obj, R=MIRROR @ obj.R @ MIRROR, t=MIRROR @ obj.t)
     return FramePose(hand, obj)

@@ -54,6 +54,7 @@ class StreamOptions:
     curve_clients: str | None = None
     selfie: bool = False
     hands: str = "auto"
+    refine: str = "auto"
     max_frames: int | None = None
     stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
     progress: bool = True
@@ -216,6 +217,7 @@ def run_stream(options: StreamOptions) -> dict:
             transform=transform,
             camera_id=str(options.source),
             undistort=maps,
+            refine=options.refine,
         )
         if options.out is not None:
             outputs = VideoOutputs(options.out, source.fps)
