@@ -190,9 +190,10 @@ def main() -> int:
     print(summary_line("centre*", centre_pipe) + "   (*: the hands the pipeline found)")
     print(summary_line("pipeline*", pipe_errs))
     if found:
+        share = 100 * plausible_count / found
         print(
-            f"pipeline 3D plausible: {plausible_count}/{found} ({100 * plausible_count / found:.0f} %)"
-            f"; joints beyond limits by > {MAX_LIMIT_EXCESS} rad: {beyond_limits}/{found} hands"
+            f"pipeline 3D plausible: {plausible_count}/{found} ({share:.0f} %); joints beyond "
+            f"limits by > {MAX_LIMIT_EXCESS} rad: {beyond_limits}/{found} hands"
         )
         wall, cpu = [], []
         for _ in range(args.timing_repeats):

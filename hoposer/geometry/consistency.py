@@ -61,7 +61,9 @@ def reprojection_scale(joints_2d: np.ndarray) -> float:
     return max(float((box[2:] - box[:2]).max()), 1e-9)
 
 
-def reprojection_residuals(projected: np.ndarray, joints_2d: np.ndarray, scale: float) -> np.ndarray:
+def reprojection_residuals(
+    projected: np.ndarray, joints_2d: np.ndarray, scale: float
+) -> np.ndarray:
     """Per-joint 2D residuals `(21, 2)`, (Π·J3D − J2D) / scale: N(Π·J3D) − N(J2D) of the check.
 
     Args:

@@ -34,7 +34,9 @@ distal joints), so the forward kinematics is a few small numpy products; everyth
 and deterministic.
 """
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -57,10 +59,22 @@ EVIDENCE_NETWORK_2D = "network_2d"
 EVIDENCE_LANDMARKS_2D = "landmarks_2d"
 EVIDENCE_LANDMARKS_3D = "landmarks_3d"
 
-#: MediaPipe landmark = model joint + offset (metres, rest frame of the bone carrying the joint,
-#: at β = 0), per hand model. Fitted by `fit_landmark_offsets` on frames of a real clip (see
-#: bench/fit_landmark_offsets.py); models without an entry use zero offsets.
-LANDMARK_OFFSETS: dict[str, np.ndarray] = {}
+#: MediaPipe landmark = model joint + offset (metres, in the rest frame of the bone carrying the
+#: joint), per hand model, read from this file; fitted by `fit_landmark_offsets` on a real clip
+#: (bench/fit_landmark_offsets.py). Models without an entry use zero offsets.
+LANDMARK_OFFSETS_FILE = (
+    Path(__file__).resolve().parent.parent / "model" / "hand" / "landmark_offsets.json"
+)
+
+
+def landmark_offsets(model_name: str) -> np.ndarray:
+    """The stored `(21, 3)` landmark offsets of a hand model (zeros when none are stored)."""
+    if LANDMARK_OFFSETS_FILE.is_file():
+        stored = json.loads(LANDMARK_OFFSETS_FILE.read_text())
+        if model_name in stored:
+            return np.asarray(stored[model_name]["offsets"], np.float64).reshape(NUM_JOINTS, 3)
+    return np.zeros((NUM_JOINTS, 3))
+
 
 # Our joints grouped by depth (wrist = 0): each level's parents are in the level before.
 _LEVELS: tuple[tuple[int, ...], ...] = (
@@ -101,6 +115,7 @@ class Kinematics:
     lower: np.ndarray  #: (16, 3) lower bounds of c (flexion, abduction, twist)
     upper: np.ndarray  #: (16, 3) upper bounds
     landmark_offsets: np.ndarray  #: (21, 3) detector landmark − model joint, bone frame
+    bone_shape_dirs: np.ndarray  #: (20, 3, 10) bone vector motion per unit β
 
     @classmethod
     def from_model(cls, hand_model) -> "Kinematics":
@@ -116,7 +131,7 @@ class Kinematics:
         axes = np.stack([flex, abduct, twist], axis=-1)
         axes[0] = np.eye(3)
         limits = np.stack([FLEXION_LIMITS, ABDUCTION_LIMITS, TWIST_LIMITS], axis=1)  # (16, 3, 2)
-        offsets = LANDMARK_OFFSETS.get(hand_model.name, np.zeros((NUM_JOINTS, 3)))
+        offsets = landmark_offsets(hand_model.name)
         return cls(
             name=hand_model.name,
             rest=rest,
@@ -125,6 +140,7 @@ class Kinematics:
             lower=limits[..., 0],
             upper=limits[..., 1],
             landmark_offsets=np.asarray(offsets, np.float64),
+            bone_shape_dirs=shape_dirs[1:] - shape_dirs[list(PARENTS[1:])],
         )
 
     def theta_to_coords(self, theta: np.ndarray) -> np.ndarray:
@@ -198,8 +214,12 @@ class RefineOptions:
     landmarks_2d_weight: float = 1.0
     landmarks_3d_weight: float = 3.0  #: per metre
     pose_prior_weight: float = 0.05  #: per radian, toward the network's articulation
-    shape_prior_weight: float = 0.1  #: per unit β, toward the network's (clipped) β
+    #: per unit β, toward the network's (clipped) β; a float, or one weight per β component
+    shape_prior_weight: float | tuple[float, ...] = 0.1
     shape_bound: float = 3.0  #: |β_k| is kept within this
+    #: the network's β is trusted as the shape prior only as far as every bone of its rest hand
+    #: stays within this factor of the mean shape's (see `plausible_shape`)
+    shape_trust: tuple[float, float] = (0.9, 1.1)
     damping: float = 1e-3  #: Levenberg–Marquardt's initial λ
 
 
@@ -308,7 +328,9 @@ class _Problem:
     whose limits leave them any range (`free`, about 22 of 45), β (10).
     """
 
-    def __init__(self, kin: Kinematics, evidence: Evidence, weights: dict, prior_c, prior_beta, opts):
+    def __init__(
+        self, kin: Kinematics, evidence: Evidence, weights: dict, prior_c, prior_beta, opts
+    ) -> None:
         self.kin, self.evidence, self.weights, self.opts = kin, evidence, weights, opts
         self.prior_c, self.prior_beta = prior_c, prior_beta
         span = (kin.upper[1:] - kin.lower[1:]).reshape(-1)
@@ -327,7 +349,8 @@ class _Problem:
         self.pivot_rows = np.array(MANO_JOINTS_IN_OURS)[self.free_joint]  # our joint o_j
         prior_rows = np.zeros((n + 10, self.size))
         prior_rows[:n, self.art] = np.eye(n) * opts.pose_prior_weight
-        prior_rows[n:, self.beta_slice] = np.eye(10) * opts.shape_prior_weight
+        self.shape_weights = np.broadcast_to(np.asarray(opts.shape_prior_weight, float), (10,))
+        prior_rows[n:, self.beta_slice] = np.diag(self.shape_weights)
         self.prior_rows = prior_rows
         self.K = evidence.camera_matrix
 
@@ -343,7 +366,7 @@ class _Problem:
 
     def jacobian(self, points: np.ndarray, owners: np.ndarray, fk) -> np.ndarray:
         """∂points/∂params `(P, 3, size)` for points carried by the bones ending at `owners`."""
-        joints, world, factors = fk[0], fk[2], fk[3]
+        joints, factors = fk[0], fk[3]
         P = len(points)
         J = np.empty((P, 3, self.size))
         # Global increment δ: q moves by δ × (q − t).
@@ -392,39 +415,49 @@ class _Problem:
         flat = s.c[1:].reshape(-1)[self.free]
         prior_c = self.prior_c[1:].reshape(-1)[self.free]
         res.append(self.opts.pose_prior_weight * (flat - prior_c))
-        res.append(self.opts.shape_prior_weight * (s.beta - self.prior_beta))
+        res.append(self.shape_weights * (s.beta - self.prior_beta))
         residual = np.concatenate([r.reshape(-1) for r in res])
         jacobian = np.concatenate([j.reshape(-1, self.size) for j in jac] + [self.prior_rows])
         return residual, jacobian, (joints, landmarks)
 
 
-_TIP_LEVEL = 3
-_LEVEL_INDEX = tuple(np.array(level) for level in _LEVELS)
-_LEVEL_PARENT = tuple(_PARENT_ARRAY[level] for level in _LEVEL_INDEX)
-_LEVEL_MANO = tuple(_MANO_OF_OURS[level] for level in _LEVEL_INDEX)
+_ROTATION_LEVELS = tuple(
+    (np.array(level), _PARENT_ARRAY[list(level)], _MANO_OF_OURS[list(level)])
+    for level in _LEVELS[:3]  # the tips carry no rotation
+)
+_BONE_PARENTS = _PARENT_ARRAY[1:]  # bone b ends at joint b + 1
+# _CHAIN[k, b]: bone b lies on the path from the wrist to joint k.
+_CHAIN = np.zeros((NUM_JOINTS, NUM_JOINTS - 1))
+for _k in range(1, NUM_JOINTS):
+    _j = _k
+    while _j > 0:
+        _CHAIN[_k, _j - 1] = 1.0
+        _j = PARENTS[_j]
 _ROTATING = np.array(MANO_JOINTS_IN_OURS)
 _OWNERS = np.concatenate([np.arange(NUM_JOINTS)] * 2)
 _BONE_FRAME = np.maximum(_PARENT_ARRAY, 0)
 
 
 def _forward(kin: Kinematics, s: _State):
-    """Forward kinematics: joints `(21, 3)`, landmark points `(21, 3)`, the world rotation of the
-    bone leaving each joint `(21, 3, 3)`, each θ joint's Jacobian factor W_j·J_r·B_j
-    `(16, 3, 3)`, the rest joints `(21, 3)` and ∂joints/∂β `(21, 3, 10)`."""
+    """Forward kinematics of state `s`.
+
+    Returns:
+        joints `(21, 3)`, landmark points `(21, 3)`, the world rotation of the bone leaving each
+        joint `(21, 3, 3)` (rows of the tips unused), each θ joint's Jacobian factor W_j·J_r·B_j
+        `(16, 3, 3)`, the rest joints `(21, 3)` and ∂joints/∂β `(21, 3, 10)`.
+    """
     theta = (kin.axes @ s.c[:, :, None])[..., 0]
     theta[0] = 0.0
     local, right = _rotations_and_jacobians(theta)
-    rest = kin.rest + kin.shape_dirs @ s.beta
     world = np.empty((NUM_JOINTS, 3, 3))
-    joints = np.empty((NUM_JOINTS, 3))
-    dbeta = np.zeros((NUM_JOINTS, 3, 10))
-    world[0], joints[0] = s.R0, s.t
-    for n, (idx, par, mano) in enumerate(zip(_LEVEL_INDEX, _LEVEL_PARENT, _LEVEL_MANO)):
-        wp = world[par]
-        joints[idx] = joints[par] + (wp @ (rest[idx] - rest[par])[:, :, None])[..., 0]
-        dbeta[idx] = dbeta[par] + wp @ (kin.shape_dirs[idx] - kin.shape_dirs[par])
-        if n != _TIP_LEVEL:  # tips carry no rotation
-            world[idx] = wp @ local[mano]
+    world[0] = s.R0
+    for idx, par, mano in _ROTATION_LEVELS:
+        world[idx] = world[par] @ local[mano]
+    parent_world = world[_BONE_PARENTS]  # (20, 3, 3): the rotation of each bone
+    rest = kin.rest + kin.shape_dirs @ s.beta
+    bones = (parent_world @ (rest[1:] - rest[_BONE_PARENTS])[:, :, None])[..., 0]
+    joints = s.t + _CHAIN @ bones
+    dbeta = (_CHAIN @ (parent_world @ kin.bone_shape_dirs).reshape(20, 30)).reshape(21, 3, 10)
     factors = world[_ROTATING] @ right @ kin.axes
     landmarks = joints + (world[_BONE_FRAME] @ kin.landmark_offsets[:, :, None])[..., 0]
     return joints, landmarks, world, factors, rest, dbeta
@@ -439,6 +472,30 @@ def _project(points: np.ndarray, K: np.ndarray, J: np.ndarray):
     dp = K[None, :2, :] / z[:, :, None]
     dp[:, :, 2] -= pixels / z
     return pixels, dp @ J
+
+
+def plausible_shape(kin: Kinematics, beta: np.ndarray, band=(0.9, 1.1)) -> np.ndarray:
+    """The network's β moved toward the mean shape (β = 0) just far enough to be a plausible hand.
+
+    Returns `s·β` with the largest s in {0, 1/32, ..., 1} for which every bone of the rest hand is
+    within `band` times the mean shape's bone. An untrained or off-domain network predicts
+    shapes that shrink hands to half their size; this keeps such a β from dragging the fit, while
+    a plausible β passes unchanged.
+    """
+    beta = np.asarray(beta, np.float64)
+    scales = _SHAPE_SCALES[:, None] * beta  # (S, 10)
+    joints = kin.rest + np.einsum("jck,sk->sjc", kin.shape_dirs, scales)
+    parents = _PARENT_ARRAY[1:]
+    rest_bones = np.linalg.norm(kin.rest[1:] - kin.rest[parents], axis=1)
+    ratio = np.linalg.norm(joints[:, 1:] - joints[:, parents], axis=2) / rest_bones
+    ok = np.all((ratio >= band[0]) & (ratio <= band[1]), axis=1)
+    # The band holds at s = 0; the largest s from which every smaller one holds too.
+    first_bad = np.flatnonzero(~ok)
+    last = len(_SHAPE_SCALES) - 1 if len(first_bad) == 0 else max(first_bad[0] - 1, 0)
+    return _SHAPE_SCALES[last] * beta
+
+
+_SHAPE_SCALES = np.linspace(0.0, 1.0, 33)
 
 
 def _kabsch(source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -505,21 +562,22 @@ def refine_hand(
     # Start: the network's articulation inside the limits, β clipped.
     prior_c = kin.theta_to_coords(theta)
     prior_c[1:] = np.clip(prior_c[1:], kin.lower[1:], kin.upper[1:])
-    prior_beta = np.clip(np.asarray(beta, np.float64), -opts.shape_bound, opts.shape_bound)
+    prior_beta = plausible_shape(kin, beta, opts.shape_trust)
+    prior_beta = np.clip(prior_beta, -opts.shape_bound, opts.shape_bound)
     R0 = rotation_matrices(np.asarray(theta, np.float64)[None, :3])[0]
     s = _State(R0=R0, t=np.zeros(3), c=prior_c.copy(), beta=prior_beta.copy())
     # Orientation from the metric landmarks' palm when they exist (the network's is often off),
     # then the translation that best explains the main 2D evidence.
     fk = _forward(kin, s)
+    points = fk[1] if has_landmarks else fk[0]  # about the wrist at the origin
     if landmarks_3d is not None:
         palm = [0, 1, 5, 9, 13, 17]
-        s.R0 = _kabsch(fk[1][palm], landmarks_3d[palm]) @ s.R0
-        fk = _forward(kin, s)
+        turn = _kabsch(fk[1][palm], landmarks_3d[palm])
+        s.R0 = turn @ s.R0
+        points = points @ turn.T
     try:
-        if has_landmarks:
-            s.t = solve_translation(fk[1], main_2d, K, weights["landmarks_2d"] ** 2)
-        else:
-            s.t = solve_translation(fk[0], main_2d, K)
+        point_weights = weights["landmarks_2d"] ** 2 if has_landmarks else None
+        s.t = solve_translation(points, main_2d, K, point_weights)
     except ValueError:
         start_t = np.asarray(translation, np.float64)
         if not np.isfinite(start_t).all() or start_t[2] <= 0:
@@ -576,3 +634,88 @@ def refine_hand(
         reprojection_px=reprojection_px,
         iterations=accepted,
     )
+
+
+def _state_of(kin: Kinematics, theta: np.ndarray, beta: np.ndarray, translation) -> _State:
+    return _State(
+        R0=rotation_matrices(np.asarray(theta, np.float64)[None, :3])[0],
+        t=np.asarray(translation, np.float64),
+        c=kin.theta_to_coords(theta),
+        beta=np.asarray(beta, np.float64),
+    )
+
+
+def posed_joints(
+    kin: Kinematics, theta: np.ndarray, beta: np.ndarray, translation: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's joints and the detector-landmark points `(21, 3)` each, for θ, β, t.
+
+    The joints equal the hand model's own (`HandModel.forward(...).joints`; the tips are taken
+    as rigid on the distal bone, exact for the stand-in, MANO's pose blend shapes aside).
+
+    Example:
+        >>> from hoposer.model.hand.standin import StandInHand
+        >>> kin = Kinematics.from_model(StandInHand())
+        >>> joints, _ = posed_joints(kin, np.zeros(48), np.zeros(10), np.zeros(3))
+        >>> bool(np.allclose(joints, kin.rest))
+        True
+    """
+    fk = _forward(kin, _state_of(kin, theta, beta, translation))
+    return fk[0], fk[1]
+
+
+#: The landmarks whose definitions differ most (the MCP row and the thumb's CMC, in the palm).
+PALM_LANDMARKS: tuple[int, ...] = (1, 5, 9, 13, 17)
+
+
+def fit_landmark_offsets(
+    kin: Kinematics,
+    samples: list[Evidence],
+    rounds: int = 5,
+    landmarks: tuple[int, ...] = PALM_LANDMARKS,
+) -> tuple[np.ndarray, float]:
+    """The detector-landmark offsets (`Kinematics.landmark_offsets`) that best explain `samples`.
+
+    Alternates: fit every sample (articulation free within the limits, β restricted to overall
+    size, so the definition difference cannot hide in the shape), then move each landmark's
+    offset by the mean, in its bone's frame, of what the metric landmarks still disagree by.
+
+    Args:
+        kin: the hand model's kinematics (its current offsets are the start).
+        samples: evidence with `landmarks_2d` and `landmarks_3d` (right-hand image).
+        rounds: alternations.
+        landmarks: which landmarks get an offset (the rest keep theirs).
+
+    Returns:
+        The offsets `(21, 3)` and the final mean 3D disagreement (metres).
+    """
+    opts = RefineOptions(
+        iterations=8,
+        pose_prior_weight=0.01,
+        shape_prior_weight=(0.01,) + (10.0,) * 9,
+        network_2d_weight_with_landmarks=0.0,
+    )
+    offsets = kin.landmark_offsets.copy()
+    chosen = list(landmarks)
+    error = float("nan")
+    for _ in range(rounds):
+        current = replace(kin, landmark_offsets=offsets)
+        updates, errors = [], []
+        for evidence in samples:
+            world = evidence.landmarks_3d - evidence.landmarks_3d.mean(axis=0)
+            start = np.zeros(48)
+            fit = refine_hand(current, start, np.zeros(10), np.full(3, np.nan), evidence, opts)
+            if fit is None:
+                continue
+            fk = _forward(current, _state_of(current, fit.theta, fit.beta, fit.translation))
+            points, frames = fk[1], fk[2][_BONE_FRAME]
+            miss = world - (points - points.mean(axis=0))
+            updates.append(np.einsum("kba,kb->ka", frames, miss))  # into each bone's frame
+            errors.append(np.linalg.norm(miss, axis=1).mean())
+        update = np.mean(updates, axis=0)
+        # A shift shared by every landmark is not observable from centred landmarks (at rest all
+        # bone frames coincide, so the mean update is that shift).
+        update -= update.mean(axis=0)
+        offsets[chosen] += update[chosen]
+        error = float(np.mean(errors))
+    return offsets, error

@@ -144,8 +144,10 @@ class MediaPipeHandDetector:
 
 
 def _landmark_weights(landmarks) -> np.ndarray | None:
-    """visibility × presence of each landmark, when MediaPipe filled them in (its Hands solution
-    leaves both unset; the Tasks API's landmarkers may set them)."""
+    """Visibility × presence of each landmark `(21,)`, or None when MediaPipe left both unset.
+
+    Its Hands solution leaves them unset; the Tasks API's landmarkers may fill them in.
+    """
     weights = np.ones(len(landmarks))
     reported = False
     for i, p in enumerate(landmarks):

@@ -85,8 +85,10 @@ def hand_payload(
 
 
 def refinement_payload(mode: str, evidence: tuple[str, ...] | list[str]) -> dict:
-    """`hand.refinement`: the `--refine` mode and the evidence the hand was fitted to (empty: the
-    network's raw hand, because refinement is off or found no placement)."""
+    """`hand.refinement`: the `--refine` mode and the evidence the hand was fitted to.
+
+    An empty evidence list means the network's raw hand (refinement off, or no placement found).
+    """
     return {"mode": mode, "evidence": list(evidence)}
 
 
