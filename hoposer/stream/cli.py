@@ -63,9 +63,15 @@ def _options(**kwargs):
     from hoposer.stream.stabilizer import StabilizerOptions
 
     smooth = kwargs.pop("smooth")
+    from hoposer.geometry.refine import REFINE_MODES
+
     relock = kwargs.pop("relock")
     if relock < 1:
         raise HoposerError("--relock must be at least 1")
+    if kwargs["refine"] not in REFINE_MODES:
+        raise HoposerError(
+            f"--refine must be one of {', '.join(REFINE_MODES)}, not {kwargs['refine']!r}"
+        )
     return StreamOptions(
         stabilizer=StabilizerOptions(smoothing=smooth, relock_frames=relock), **kwargs
     )

@@ -58,9 +58,15 @@ def test_video_writes_annotated_video_poses_and_summary(clip, tmp_path, capsys):
     for m in with_hand:
         assert m["hand"]["side"] == "right" and len(m["hand"]["joints"]) == 21
         assert m["object"]["name"] == "box:0.05x0.05x0.05"
+        # --refine auto: fitted to the network's joints and MediaPipe's 2D and metric landmarks
+        assert m["hand"]["refinement"] == {
+            "mode": "auto", "evidence": ["network_2d", "landmarks_2d", "landmarks_3d"],
+        }  # fmt: skip
     summary = json.loads((tmp_path / "result.summary.json").read_text())
     assert summary["frames"] == FRAMES
-    assert {"detect", "engine", "decode", "capture_to_publish"} <= set(summary["latency_ms"])
+    assert {"detect", "engine", "decode", "refine", "capture_to_publish"} <= set(
+        summary["latency_ms"]
+    )
     assert not list(tmp_path.glob(".*partial*"))  # temporary files renamed away
     assert "frames/s" in capsys.readouterr().out
 
@@ -110,6 +116,7 @@ def test_live_plays_a_file_as_a_camera_and_publishes_over_zeromq(clip):
         (["video", "{clip}", "--out", "o.mp4", "--object", "sphere:1"], "box:"),
         (["video", "{clip}", "--view"], "no display"),
         (["video", "{clip}"], "nothing to produce"),
+        (["video", "{clip}", "--out", "o.mp4", "--refine", "all"], "--refine must be one of"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, expected, clip, tmp_path, capsys, monkeypatch):
