@@ -11,7 +11,8 @@ the reference finds it prints, in two modes:
   network's own progress is visible;
 - **pipeline**: what `hoposer video` publishes: the stream's own detector (MediaPipe lite; of the
   hands it finds, the one on the reference hand), crop, engine, decode and refinement
-  (`--refine auto`), through `FrameProcessor`;
+  (`--refine auto`), through `FrameProcessor`; beside it the same with `--refine network`
+  (fitted to the network's own 2D joints only);
 
 the mean 2D joint error divided by the reference box diagonal, PCK@0.05/0.1/0.2 of that diagonal,
 and the box-centre baseline (all 21 joints at the reference box's centre). For the pipeline's
@@ -102,7 +103,11 @@ def summary_line(name: str, errs: list[np.ndarray]) -> str:
         return f"{name:<10} no hands"
     e = np.stack(errs)
     pck = " ".join(f"{(e < a).mean():.2f}" for a in PCK)
-    return f"{name:<10} err/diag {e.mean():.3f} (median hand {np.median(e.mean(1)):.3f}) PCK {pck}"
+    worst = e.mean(1).max()
+    return (
+        f"{name:<10} err/diag {e.mean():.3f} (median hand {np.median(e.mean(1)):.3f}, worst "
+        f"{worst:.3f}) PCK@{'/'.join(str(a) for a in PCK)} {pck}"
+    )
 
 
 def main() -> int:
@@ -129,10 +134,13 @@ def main() -> int:
     reference = MediaPipeHandDetector(video=False, model_complexity=1)
     stream_detector = MediaPipeHandDetector(video=False, model_complexity=0)
 
-    net_errs, pipe_errs, centre_errs, centre_pipe = [], [], [], []
+    net_errs, pipe_errs, centre_errs, centre_pipe, netfit_errs = [], [], [], [], []
     hands = found = plausible_count = beyond_limits = 0
     timing_inputs = []
-    print(f"{'image':<34} {'hand':<5} {'centre':>7} {'network':>8} {'pipeline':>9} 3D  limits")
+    print(
+        f"{'image':<30} {'hand':<5} {'centre':>7} {'network':>8} {'net-fit':>8} {'pipeline':>9}"
+        " 3D  limits evidence"
+    )
     for path in photos:
         bgr = cv2.imread(str(path))
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -154,7 +162,7 @@ def main() -> int:
             net_errs.append(net_err)
             # The pipeline: the stream's detector's hand on this reference hand, refined.
             ious = [box_iou(h.box, ref.box) for h in lite_hands]
-            pipe_text, extra = "missed", ""
+            pipe_text, netfit_text, extra = "missed", "missed", ""
             if ious and max(ious) > 0.3:
                 lite = lite_hands[int(np.argmax(ious))]
                 result = FrameProcessor(
@@ -171,6 +179,12 @@ def main() -> int:
                 excess = float(kinematics.limit_violation(theta).max())
                 beyond_limits += excess > MAX_LIMIT_EXCESS
                 pipe_text = f"{pipe_err.mean():9.3f}"
+                netfit = FrameProcessor(
+                    backend, hand_model, GivenHand(lite), K, object_spec=spec, refine="network"
+                ).process(Frame(0, time.perf_counter(), bgr))
+                netfit_err = errors_2d(netfit.pose.hand.joints_2d, ref_points)
+                netfit_errs.append(netfit_err)
+                netfit_text = f"{netfit_err.mean():8.3f}"
                 extra = f" {'ok ' if ok else 'BAD'} {excess:.3f}  {','.join(result.evidence)}"
                 # Inputs for timing the fit alone (the network's hand from an unrefined run).
                 raw = FrameProcessor(
@@ -180,15 +194,16 @@ def main() -> int:
                     refinement_inputs(raw.pose.hand, lite, K, width, lite.side == "left", "auto")
                 )
             print(
-                f"{path.name:<34} {ref.side:<5} {centre_err.mean():7.3f} {net_err.mean():8.3f} "
-                f"{pipe_text:>9}{extra}"
+                f"{path.name[:30]:<30} {ref.side:<5} {centre_err.mean():7.3f} "
+                f"{net_err.mean():8.3f} {netfit_text:>8} {pipe_text:>9}{extra}"
             )
 
     print(f"\n{hands} reference hands in {len(photos)} photos; the pipeline found {found}")
     print(summary_line("centre", centre_errs))
     print(summary_line("network", net_errs))
     print(summary_line("centre*", centre_pipe) + "   (*: the hands the pipeline found)")
-    print(summary_line("pipeline*", pipe_errs))
+    print(summary_line("net-fit*", netfit_errs) + "   (--refine network)")
+    print(summary_line("pipeline*", pipe_errs) + "   (--refine auto)")
     if found:
         share = 100 * plausible_count / found
         print(

@@ -221,6 +221,9 @@ class RefineOptions:
     #: stays within this factor of the mean shape's (see `plausible_shape`)
     shape_trust: tuple[float, float] = (0.9, 1.1)
     damping: float = 1e-3  #: Levenberg–Marquardt's initial λ
+    #: turn the metric landmarks from the detector's crop (seen along the optical axis) to the
+    #: ray through the hand (see `ray_rotation`)
+    align_landmarks_3d_to_ray: bool = True
 
 
 @dataclass(frozen=True)
@@ -474,6 +477,27 @@ def _project(points: np.ndarray, K: np.ndarray, J: np.ndarray):
     return pixels, dp @ J
 
 
+def ray_rotation(pixel: np.ndarray, camera_matrix: np.ndarray) -> np.ndarray:
+    """The smallest rotation `(3, 3)` taking the optical axis to the ray through `pixel`.
+
+    A landmark model sees the hand in a crop, as if on the optical axis; its metric landmarks
+    are in that view's orientation. Off-centre, the camera sees the hand along its own ray, so
+    the landmarks are turned by this rotation to be in the camera's orientation.
+
+    Example:
+        >>> K = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+        >>> ray_rotation(np.array([320.0, 240.0]), K).round(6).tolist() == np.eye(3).tolist()
+        True
+    """
+    ray = np.linalg.solve(camera_matrix, np.array([pixel[0], pixel[1], 1.0]))
+    ray /= np.linalg.norm(ray)
+    axis = np.cross([0.0, 0.0, 1.0], ray)
+    sine = np.linalg.norm(axis)
+    if sine < 1e-12:
+        return np.eye(3)
+    return rotation_matrices((axis / sine * np.arctan2(sine, ray[2]))[None])[0]
+
+
 def plausible_shape(kin: Kinematics, beta: np.ndarray, band=(0.9, 1.1)) -> np.ndarray:
     """The network's β moved toward the mean shape (β = 0) just far enough to be a plausible hand.
 
@@ -551,6 +575,9 @@ def refine_hand(
     if weights["landmarks_3d"] > 0:
         landmarks_3d = np.asarray(evidence.landmarks_3d, np.float64)
         landmarks_3d = landmarks_3d - landmarks_3d.mean(axis=0)
+        if opts.align_landmarks_3d_to_ray:
+            centre = (main_2d.min(axis=0) + main_2d.max(axis=0)) / 2
+            landmarks_3d = landmarks_3d @ ray_rotation(centre, K).T
     network_2d = evidence.network_2d
     evidence = Evidence(
         K,

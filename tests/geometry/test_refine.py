@@ -20,6 +20,7 @@ from hoposer.geometry.refine import (
     _state_of,
     plausible_shape,
     posed_joints,
+    ray_rotation,
     refine_hand,
 )
 from hoposer.model.hand.standin import StandInHand
@@ -56,6 +57,14 @@ def perturbed(theta: np.ndarray, t: np.ndarray, seed: int):
     """A network-like starting point: every angle off by ~0.1 rad, the wrist off by 2 cm."""
     rng = np.random.default_rng(seed)
     return theta + rng.normal(0.0, 0.1, 48), t + np.array([0.02, -0.02, 0.02])
+
+
+def detector_view(joints: np.ndarray, camera_matrix=K) -> np.ndarray:
+    """Metric landmarks as a landmark model gives them: centred, in the orientation of a view of
+    the hand along the optical axis (its crop), i.e. turned back from the ray through the hand."""
+    pixels = project(joints, camera_matrix)
+    centre = (pixels.min(axis=0) + pixels.max(axis=0)) / 2
+    return (joints - joints.mean(axis=0)) @ ray_rotation(centre, camera_matrix)
 
 
 def mean_error_mm(a: np.ndarray, b: np.ndarray) -> float:
@@ -112,7 +121,10 @@ def test_recovers_a_known_hand_from_clean_landmarks_with_a_wrong_network(model, 
     start_theta[:3] += 0.8  # the network's global rotation badly off
     network_2d = project(joints, K) + np.random.default_rng(seed).normal(0.0, 15.0, (21, 2))
     evidence = Evidence(
-        K, network_2d=network_2d, landmarks_2d=project(joints, K), landmarks_3d=joints - 1.0
+        K,
+        network_2d=network_2d,
+        landmarks_2d=project(joints, K),
+        landmarks_3d=detector_view(joints),
     )
     fit = refine_hand(kin, start_theta, beta, start_t, evidence)
     assert fit.evidence == (EVIDENCE_NETWORK_2D, EVIDENCE_LANDMARKS_2D, EVIDENCE_LANDMARKS_3D)
@@ -129,7 +141,7 @@ def test_noisy_evidence_gives_a_close_hand(model, kin):
             K,
             network_2d=project(joints, K) + rng.normal(0.0, 4.0, (21, 2)),
             landmarks_2d=project(joints, K) + rng.normal(0.0, 2.0, (21, 2)),
-            landmarks_3d=joints + rng.normal(0.0, 0.004, (21, 3)),
+            landmarks_3d=detector_view(joints) + rng.normal(0.0, 0.004, (21, 3)),
         )
         fit = refine_hand(kin, start_theta, beta, start_t, evidence)
         # Depth is the least determined direction; compare the root-relative shape too.
@@ -148,7 +160,7 @@ def test_joint_limits_hold_even_when_the_evidence_breaks_them(model, kin):
     joints = bad.joints[0].numpy()
     assert kin.limit_violation(bad_theta).max() > 0.5
     evidence = Evidence(K, network_2d=project(joints, K), landmarks_2d=project(joints, K),
-                        landmarks_3d=joints)  # fmt: skip
+                        landmarks_3d=detector_view(joints))  # fmt: skip
     fit = refine_hand(kin, bad_theta, beta, t, evidence)
     assert kin.limit_violation(fit.theta).max() <= 1e-9
 
@@ -175,6 +187,14 @@ def test_modes_select_the_evidence(kin):
     assert refine_hand(kin, np.zeros(48), np.zeros(10), np.zeros(3), full.restricted("off")) is None
     with pytest.raises(ValueError, match="refine mode"):
         full.restricted("everything")
+
+
+def test_the_ray_rotation_turns_the_optical_axis_onto_the_ray():
+    pixel = np.array([600.0, 50.0])
+    R = ray_rotation(pixel, K)
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
+    ray = R @ np.array([0.0, 0.0, 1.0])
+    np.testing.assert_allclose(project(ray, K), pixel, atol=1e-9)
 
 
 def test_an_implausible_network_shape_is_pulled_to_a_plausible_one(kin):
@@ -205,7 +225,7 @@ def test_a_left_hand_is_fitted_in_the_mirror_image(model, kin):
         reprojection_px=0.0,
     )
     detection = HandDetection(np.zeros(4), left_pixels, "left", 1.0,
-                              world_landmarks=left_joints - left_joints.mean(0))  # fmt: skip
+                              world_landmarks=detector_view(left_joints))  # fmt: skip
     hand, evidence = refinement_inputs(frame_hand, detection, K, WIDTH, True, "auto")
     np.testing.assert_allclose(evidence.camera_matrix, K_mirror)
     np.testing.assert_allclose(hand.theta, start_theta, atol=1e-12)
