@@ -275,20 +275,20 @@ def right_jacobians(vectors: np.ndarray) -> np.ndarray:
 
 
 def _rotations_and_jacobians(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`rotation_matrices` and `right_jacobians` of the same vectors, sharing the work."""
-    angle_sq = (vectors**2).sum(-1)
-    small = angle_sq < 1e-10
-    safe = np.where(small, 1.0, np.sqrt(angle_sq))
-    sin, cos = np.sin(safe), np.cos(safe)
-    a = np.where(small, 1.0 - angle_sq / 6.0, sin / safe)
-    b = np.where(small, 0.5 - angle_sq / 24.0, (1.0 - cos) / safe**2)
-    c = np.where(small, 1.0 / 6.0 - angle_sq / 120.0, (safe - sin) / safe**3)
+    """`rotation_matrices` and `right_jacobians` of the same vectors, sharing the work.
+
+    The coefficients are evaluated at max(angle, 1e-4): below that their Taylor series differ
+    from the value there by < 1e-8, and they multiply vanishing skew terms.
+    """
+    angle = np.maximum(np.sqrt((vectors**2).sum(-1)), 1e-4)
+    sin, cos = np.sin(angle), np.cos(angle)
+    a = (sin / angle)[:, None, None]
+    b = ((1.0 - cos) / angle**2)[:, None, None]
+    c = ((angle - sin) / angle**3)[:, None, None]
     K = _skew(vectors)
     K2 = K @ K
     eye = np.eye(3)
-    rotations = eye + a[:, None, None] * K + b[:, None, None] * K2
-    jacobians = eye - b[:, None, None] * K + c[:, None, None] * K2
-    return rotations, jacobians
+    return eye + a * K + b * K2, eye - b * K + c * K2
 
 
 def rotation_vector(R: np.ndarray) -> np.ndarray:
