@@ -214,8 +214,13 @@ class RefineOptions:
     landmarks_2d_weight: float = 1.0
     landmarks_3d_weight: float = 3.0  #: per metre
     pose_prior_weight: float = 0.05  #: per radian, toward the network's articulation
+    #: per radian, toward the previous frame's fit of the same hand (when given)
+    temporal_pose_weight: float = 0.3
+    #: per unit β, toward the previous frame's β. Off: chained over frames, this prior lets β
+    #: drift with the view, and the stabilizer's shape check compares β with its own past.
+    temporal_shape_weight: float = 0.0
     #: per unit β, toward the network's (clipped) β; a float, or one weight per β component
-    shape_prior_weight: float | tuple[float, ...] = 0.1
+    shape_prior_weight: float | tuple[float, ...] = 0.3
     shape_bound: float = 3.0  #: |β_k| is kept within this
     #: the network's β is trusted as the shape prior only as far as every bone of its rest hand
     #: stays within this factor of the mean shape's (see `plausible_shape`)
@@ -537,8 +542,13 @@ def refine_hand(
     translation: np.ndarray,
     evidence: Evidence,
     options: RefineOptions | None = None,
+    previous: RefinedHand | None = None,
 ) -> RefinedHand | None:
     """Fit the hand to the evidence, starting from (and regularised toward) the network's hand.
+
+    With `previous` (the last frame's fit of the same hand) the fit starts from its articulation
+    and shape and is also drawn toward them (`temporal_*_weight`): a hand moves little between
+    frames, and a single frame's evidence does not pin every joint.
 
     Args:
         kin: the hand model's `Kinematics`.
@@ -547,6 +557,7 @@ def refine_hand(
         translation: `(3,)` the network's wrist position (NaN when it could not be placed).
         evidence: what to fit to (`Evidence.restricted` selects by refine mode).
         options: weights and iterations.
+        previous: the previous frame's fit of this hand, or None.
 
     Returns:
         The refined hand, or None when there is no evidence or no way to place the hand.
@@ -591,8 +602,24 @@ def refine_hand(
     prior_c[1:] = np.clip(prior_c[1:], kin.lower[1:], kin.upper[1:])
     prior_beta = plausible_shape(kin, beta, opts.shape_trust)
     prior_beta = np.clip(prior_beta, -opts.shape_bound, opts.shape_bound)
+    start_c, start_beta = prior_c.copy(), prior_beta.copy()
+    if previous is not None:
+        # Two quadratic priors on the same variables are one, toward their weighted mean.
+        start_c = kin.theta_to_coords(previous.theta)
+        if opts.temporal_shape_weight > 0:
+            start_beta = previous.beta.copy()
+        w_net, w_prev = opts.pose_prior_weight**2, opts.temporal_pose_weight**2
+        prior_c = (w_net * prior_c + w_prev * start_c) / (w_net + w_prev)
+        s_net = np.broadcast_to(np.asarray(opts.shape_prior_weight, float), (10,)) ** 2
+        s_prev = opts.temporal_shape_weight**2
+        prior_beta = (s_net * prior_beta + s_prev * start_beta) / (s_net + s_prev)
+        opts = replace(
+            opts,
+            pose_prior_weight=float(np.sqrt(w_net + w_prev)),
+            shape_prior_weight=tuple(np.sqrt(s_net + s_prev)),
+        )
     R0 = rotation_matrices(np.asarray(theta, np.float64)[None, :3])[0]
-    s = _State(R0=R0, t=np.zeros(3), c=prior_c.copy(), beta=prior_beta.copy())
+    s = _State(R0=R0, t=np.zeros(3), c=start_c, beta=start_beta)
     # Orientation from the metric landmarks' palm when they exist (the network's is often off),
     # then the translation that best explains the main 2D evidence.
     fk = _forward(kin, s)

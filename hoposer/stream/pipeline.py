@@ -23,7 +23,13 @@ from hoposer.decode import FramePose, HandPose, decode
 from hoposer.errors import HoposerError
 from hoposer.geometry.camera import project
 from hoposer.geometry.crop import Crop, crop_around
-from hoposer.geometry.refine import REFINE_MODES, Evidence, Kinematics, refine_hand
+from hoposer.geometry.refine import (
+    REFINE_MODES,
+    Evidence,
+    Kinematics,
+    RefinedHand,
+    refine_hand,
+)
 from hoposer.model.hand import HandModel
 from hoposer.stream.capture import Frame
 from hoposer.stream.detect import (
@@ -102,6 +108,7 @@ class FrameProcessor:
             raise HoposerError(f"--refine must be one of {', '.join(REFINE_MODES)}, not {refine!r}")
         self.refine = refine
         self.kinematics = Kinematics.from_model(hand_model) if refine != "off" else None
+        self._previous_fit: tuple[str, RefinedHand] | None = None  # (side, fit) of the last frame
         self.backend = backend
         self.hand_model = hand_model
         self.detector = detector
@@ -139,6 +146,7 @@ class FrameProcessor:
         detection = self.detector.detect(rgb)
         lap("detect")
         if detection is None:
+            self._previous_fit = None
             verdict = self.stabilizer.no_hand()
             return self._result(frame, timings, None, None, None, verdict, rgb.shape)
 
@@ -201,7 +209,12 @@ class FrameProcessor:
         if self.kinematics is None:
             return pose, ()
         hand, evidence = refinement_inputs(pose.hand, detection, self.K, width, left, self.refine)
-        fit = refine_hand(self.kinematics, hand.theta, hand.beta, hand.translation, evidence)
+        previous = self._previous_fit
+        previous = previous[1] if previous is not None and previous[0] == detection.side else None
+        fit = refine_hand(
+            self.kinematics, hand.theta, hand.beta, hand.translation, evidence, previous=previous
+        )
+        self._previous_fit = None if fit is None else (detection.side, fit)
         if fit is None:
             return pose, ()
         theta = torch.from_numpy(fit.theta[None])

@@ -233,3 +233,19 @@ def test_a_left_hand_is_fitted_in_the_mirror_image(model, kin):
     assert mean_error_mm(fit.joints, joints) <= 5.0
     # Mirrored back, the fit lands on the left hand's pixels.
     assert np.abs(project(fit.joints @ MIRROR, K) - left_pixels).max() < 2.0
+
+
+def test_the_previous_frames_fit_steadies_the_articulation(model, kin):
+    from hoposer.geometry.consistency import pose_change
+
+    theta, beta, t, joints = truth(model, 15)
+    start_theta, start_t = perturbed(theta, t, 15)
+    rng = np.random.default_rng(15)
+    draws = [
+        Evidence(K, network_2d=project(joints, K) + rng.normal(0.0, 6.0, (21, 2))) for _ in range(2)
+    ]
+    first = refine_hand(kin, start_theta, beta, start_t, draws[0])
+    alone = refine_hand(kin, start_theta, beta, start_t, draws[1])
+    steadied = refine_hand(kin, start_theta, beta, start_t, draws[1], previous=first)
+    assert pose_change(steadied.theta, first.theta) < 0.5 * pose_change(alone.theta, first.theta)
+    assert kin.limit_violation(steadied.theta).max() <= 1e-9
