@@ -12,7 +12,12 @@ camera-space translation t and shape β so that the model agrees with whatever e
 
 with priors that keep the result a hand: joint-angle limits (`FLEXION_LIMITS`,
 `ABDUCTION_LIMITS`, `TWIST_LIMITS`; PIPs and DIPs are hinges), a pose prior toward the network's θ
-and β regularised toward the network's β. The 2D residuals are the paper's §5 re-projection
+(and, in a stream, toward the previous frame's fit of the same hand), and β regularised toward the
+network's β, moved toward the mean shape as far as needed to be a plausible hand
+(`plausible_shape`: weak networks predict shapes that shrink hands to half their size). The
+metric landmarks are turned from the detector's crop view onto the ray through the hand
+(`ray_rotation`), and the global rotation starts from their palm (Kabsch), the translation from
+the 2D evidence (`solve_translation`). The 2D residuals are the paper's §5 re-projection
 residuals (`hoposer.geometry.consistency.reprojection_residuals`, normalised by the longer side of
 the evidence's 2D box), with the pinhole camera instead of eq. 7's weak perspective.
 
