@@ -213,7 +213,7 @@ class Evidence:
 class RefineOptions:
     """Weights and iteration count of the fit (defaults tuned on a real clip, not the bench)."""
 
-    iterations: int = 4
+    iterations: int = 3
     network_2d_weight: float = 1.0  #: weight of the network's 2D joints alone
     network_2d_weight_with_landmarks: float = 0.1  #: ... when the detector's landmarks exist
     landmarks_2d_weight: float = 1.0
