@@ -17,7 +17,10 @@ import torch
 from hoposer.stream.example import EXAMPLE_OBJECT, write_example
 from hoposer.stream.run import StreamOptions, run_stream
 
-STAGES = ("detect", "preprocess", "engine", "decode", "stabilize", "publish", "capture_to_publish")
+STAGES = (
+    "detect", "preprocess", "engine", "decode", "refine", "stabilize", "publish",
+    "capture_to_publish",
+)  # fmt: skip
 
 
 def main() -> None:

@@ -10,7 +10,9 @@ paper's values. The paper leaves its normalisations implicit; these are ours, st
   Keep when ≥ 0.6.
 - **Re-projection**: both joint sets are normalised by the 2D joints' bounding box (origin at its
   centre, divided by its longer side), then ‖N(J2D) − N(Π·J3D)‖ is the Frobenius norm over the 21
-  joints. Keep when ≤ 0.65 (a per-joint RMS error of about 14% of the hand's size).
+  joints. Keep when ≤ 0.65 (a per-joint RMS error of about 14% of the hand's size). The same
+  residuals (`reprojection_residuals`) are the 2D objective of the hand refinement
+  (`hoposer.geometry.refine`), there with a pinhole camera.
 - **Biomechanics**: the shortest bone divided by the wrist→middle-MCP bone is ≥ 0.1, and every
   flexion angle (between a finger bone and the next) is within [0°, 90°].
 - **2D smoothness**: ‖J2D_t − J2D_{t−1}‖ (Frobenius, 21 joints) divided by the longer side of
@@ -53,10 +55,23 @@ def _box(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
-def _normalise(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    box = _box(reference)
-    side = max(float((box[2:] - box[:2]).max()), 1e-9)
-    return (points - (box[:2] + box[2:]) / 2) / side
+def reprojection_scale(joints_2d: np.ndarray) -> float:
+    """The re-projection check's unit: the longer side of the 2D joints' box `(21, 2)`, pixels."""
+    box = _box(np.asarray(joints_2d, np.float64))
+    return max(float((box[2:] - box[:2]).max()), 1e-9)
+
+
+def reprojection_residuals(
+    projected: np.ndarray, joints_2d: np.ndarray, scale: float
+) -> np.ndarray:
+    """Per-joint 2D residuals `(21, 2)`, (Π·J3D − J2D) / scale: N(Π·J3D) − N(J2D) of the check.
+
+    Args:
+        projected: `(21, 2)` the 3D joints projected (any camera), pixels.
+        joints_2d: `(21, 2)` the 2D joints, pixels.
+        scale: `reprojection_scale(joints_2d)`.
+    """
+    return (np.asarray(projected, np.float64) - np.asarray(joints_2d, np.float64)) / scale
 
 
 Camera = tuple[float, np.ndarray]  #: eq. 7's weak-perspective (scale, 2D translation)
@@ -107,9 +122,8 @@ def reprojection_distance(
     if camera is None:
         return float("nan")
     projected = weak_perspective_project(joints_3d, *camera)
-    return float(
-        np.linalg.norm(_normalise(joints_2d, joints_2d) - _normalise(projected, joints_2d))
-    )
+    residuals = reprojection_residuals(projected, joints_2d, reprojection_scale(joints_2d))
+    return float(np.linalg.norm(residuals))
 
 
 def joint_motion(joints_2d: np.ndarray, previous_2d: np.ndarray) -> float:

@@ -48,6 +48,14 @@ Smooth = Annotated[bool, typer.Option(help="One-Euro smoothing of accepted poses
 Hands = Annotated[
     str, typer.Option(help="auto (MediaPipe's handedness) | right | left: the hand in view")
 ]
+Refine = Annotated[
+    str,
+    typer.Option(
+        help="fit the hand to 2D evidence after the network: auto (every source: the network's "
+        "2D joints, MediaPipe's landmarks and metric landmarks) | network (its 2D joints only) "
+        "| off (the network's raw hand)"
+    ),
+]
 Relock = Annotated[int, typer.Option(help="agreeing frames needed to re-lock after a failure")]
 Threads = Annotated[
     int | None,
@@ -60,9 +68,15 @@ def _options(**kwargs):
     from hoposer.stream.stabilizer import StabilizerOptions
 
     smooth = kwargs.pop("smooth")
+    from hoposer.geometry.refine import REFINE_MODES
+
     relock = kwargs.pop("relock")
     if relock < 1:
         raise HoposerError("--relock must be at least 1")
+    if kwargs["refine"] not in REFINE_MODES:
+        raise HoposerError(
+            f"--refine must be one of {', '.join(REFINE_MODES)}, not {kwargs['refine']!r}"
+        )
     return StreamOptions(
         stabilizer=StabilizerOptions(smoothing=smooth, relock_frames=relock), **kwargs
     )
@@ -93,6 +107,7 @@ def video(
     mano_dir: ManoDir = None,
     detector: Detector = "mediapipe",
     hands: Hands = "auto",
+    refine: Refine = "auto",
     smooth: Smooth = True,
     relock: Relock = 3,
     threads: Threads = None,
@@ -114,7 +129,7 @@ def video(
             weights=weights, onnx=onnx, plan=plan, device=device, object=object,
             camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics, publish=publish,
             allow_remote=allow_remote, hand_model=hand_model, mano_dir=mano_dir,
-            detector=detector, hands=hands, smooth=smooth, relock=relock,
+            detector=detector, hands=hands, refine=refine, smooth=smooth, relock=relock,
             max_frames=max_frames, threads=threads,
         )
     )  # fmt: skip
@@ -150,6 +165,7 @@ def live(
     detector: Detector = "mediapipe",
     selfie: Annotated[bool, typer.Option(help="the camera image is mirrored")] = False,
     hands: Hands = "auto",
+    refine: Refine = "auto",
     smooth: Smooth = True,
     relock: Relock = 3,
     threads: Threads = None,
@@ -171,8 +187,8 @@ def live(
             object=object, camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics,
             publish=publish, allow_remote=allow_remote, curve_secret=curve_secret,
             curve_clients=curve_clients, hand_model=hand_model, mano_dir=mano_dir,
-            detector=detector, selfie=selfie, hands=hands, smooth=smooth, relock=relock,
-            max_frames=max_frames, threads=threads,
+            detector=detector, selfie=selfie, hands=hands, refine=refine, smooth=smooth,
+            relock=relock, max_frames=max_frames, threads=threads,
         )
     )  # fmt: skip
     _print_summary(summary, out)

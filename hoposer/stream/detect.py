@@ -50,6 +50,11 @@ class HandDetection:
     side: str  #: "right" or "left"
     score: float
     right_probability: float = 0.5  #: MediaPipe's handedness as P(right hand), mirroring undone
+    #: (21, 3) MediaPipe's metric "world" landmarks (metres, origin near the hand's centre,
+    #: camera orientation), or None when the detector has none
+    world_landmarks: np.ndarray | None = None
+    #: (21,) per-landmark confidence (visibility × presence) when the detector reports it
+    landmark_weights: np.ndarray | None = None
 
 
 class HandDetector(Protocol):
@@ -133,8 +138,9 @@ class MediaPipeHandDetector:
             return []
         height, width = rgb.shape[:2]
         found = []
-        for landmarks, handedness in zip(
-            result.multi_hand_landmarks, result.multi_handedness, strict=True
+        worlds = result.multi_hand_world_landmarks or [None] * len(result.multi_hand_landmarks)
+        for landmarks, handedness, world in zip(
+            result.multi_hand_landmarks, result.multi_handedness, worlds, strict=True
         ):
             label = handedness.classification[0]
             points = np.array([[p.x * width, p.y * height] for p in landmarks.landmark])
@@ -144,14 +150,42 @@ class MediaPipeHandDetector:
             right = label.score if side == "right" else 1.0 - label.score
             if self.side != "auto":  # the user knows which hand is in view
                 side = self.side
-            box = hand_box_from_landmarks(points)
-            found.append(HandDetection(box, points, side, label.score, float(right)))
+            found.append(
+                HandDetection(
+                    hand_box_from_landmarks(points),
+                    points,
+                    side,
+                    label.score,
+                    float(right),
+                    world_landmarks=(
+                        None
+                        if world is None
+                        else np.array([[p.x, p.y, p.z] for p in world.landmark])
+                    ),
+                    landmark_weights=_landmark_weights(landmarks.landmark),
+                )
+            )
         return found
 
     def close(self) -> None:  # noqa: D102
         self._hands.close()
         if self._fallback is not None:
             self._fallback.close()
+
+
+def _landmark_weights(landmarks) -> np.ndarray | None:
+    """Visibility × presence of each landmark `(21,)`, or None when MediaPipe left both unset.
+
+    Its Hands solution leaves them unset; the Tasks API's landmarkers may fill them in.
+    """
+    weights = np.ones(len(landmarks))
+    reported = False
+    for i, p in enumerate(landmarks):
+        for name in ("visibility", "presence"):
+            if p.HasField(name):
+                weights[i] *= getattr(p, name)
+                reported = True
+    return weights if reported else None
 
 
 def hand_box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:

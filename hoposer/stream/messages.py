@@ -1,4 +1,8 @@
-"""The published pose message (`pose.schema.json`, version 1), built from one frame's results."""
+"""The published pose message (`pose.schema.json`, version 2), built from one frame's results.
+
+Version 2 added the required `hand.refinement` (which evidence the hand was fitted to); every other
+member is as in version 1.
+"""
 
 import json
 import time
@@ -9,7 +13,7 @@ import numpy as np
 
 from hoposer.calib.extrinsics import Transform, matrix_to_quat
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("pose.schema.json")
 
 
@@ -62,11 +66,13 @@ def hand_payload(
     transform: Transform,
     track_id: int | None = None,
     new_track: bool = False,
+    refinement: dict | None = None,
 ) -> dict:
     """The `hand` member (3D quantities moved into the transform's frame).
 
     `track_id` names the followed hand (a held pose keeps its hand's number); `new_track` is
-    true on the first frame of a hand not followed before.
+    true on the first frame of a hand not followed before. `refinement`:
+    `refinement_payload(...)`; None means the network's raw hand (`--refine off`).
     """
     R, t = _move(transform, wrist_rotation, joints[0])
     return {
@@ -80,7 +86,16 @@ def hand_payload(
         "detector_score": float(detector_score),
         "track_id": track_id,
         "new_track": bool(new_track),
+        "refinement": refinement or refinement_payload("off", ()),
     }
+
+
+def refinement_payload(mode: str, evidence: tuple[str, ...] | list[str]) -> dict:
+    """`hand.refinement`: the `--refine` mode and the evidence the hand was fitted to.
+
+    An empty evidence list means the network's raw hand (refinement off, or no placement found).
+    """
+    return {"mode": mode, "evidence": list(evidence)}
 
 
 def object_payload(

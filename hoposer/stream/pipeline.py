@@ -13,15 +13,24 @@ object pose M·R·M, M·t).
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
+import torch
 
 from hoposer.calib.extrinsics import Transform
-from hoposer.decode import FramePose, decode
+from hoposer.decode import FramePose, HandPose, decode
 from hoposer.errors import HoposerError
+from hoposer.geometry.camera import project
 from hoposer.geometry.pnp import ObjectPoseGate
+from hoposer.geometry.refine import (
+    REFINE_MODES,
+    Evidence,
+    Kinematics,
+    RefinedHand,
+    refine_hand,
+)
 from hoposer.model.hand import HandModel
 from hoposer.model.inputs import InputView, prepare
 from hoposer.stream.capture import Frame
@@ -31,7 +40,13 @@ from hoposer.stream.detect import (
     PoseTrackedObjectBoxes,
     grasp_box,
 )
-from hoposer.stream.messages import camera_frame, hand_payload, object_payload, pose_message
+from hoposer.stream.messages import (
+    camera_frame,
+    hand_payload,
+    object_payload,
+    pose_message,
+    refinement_payload,
+)
 from hoposer.stream.stabilizer import HandEstimate, Stabilizer, StabilizerOptions, Verdict
 from hoposer.stream.track import HandTracker, TrackedHand
 
@@ -56,10 +71,11 @@ class FrameResult:
     message: dict
     detection: HandDetection | None = None
     object_box: np.ndarray | None = None
-    pose: FramePose | None = None  #: this frame's decoded estimate (camera frame, unmirrored)
+    pose: FramePose | None = None  #: this frame's estimate (camera frame, unmirrored, refined)
     verdict: Verdict | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     track: TrackedHand | None = None  #: the followed hand's identity
+    evidence: tuple[str, ...] = ()  #: what the hand was refined to (empty: the network's raw hand)
 
 
 def default_camera_matrix(width: int, height: int, horizontal_fov_deg: float = 60.0) -> np.ndarray:
@@ -91,7 +107,13 @@ class FrameProcessor:
         camera_id: str = "camera",
         undistort: tuple[np.ndarray, np.ndarray] | None = None,
         hands: str = "auto",
+        refine: str = "auto",
     ) -> None:
+        if refine not in REFINE_MODES:
+            raise HoposerError(f"--refine must be one of {', '.join(REFINE_MODES)}, not {refine!r}")
+        self.refine = refine
+        self.kinematics = Kinematics.from_model(hand_model) if refine != "off" else None
+        self._previous_fit: tuple[str, RefinedHand] | None = None  # (side, fit) of the last frame
         self.backend = backend
         self.hand_model = hand_model
         self.detector = detector
@@ -141,6 +163,7 @@ class FrameProcessor:
         )
         lap("detect")
         if track is None:
+            self._previous_fit = None
             verdict = self.stabilizer.no_hand()
             return self._result(frame, timings, None, None, None, verdict, rgb.shape)
         if track.new_track and self.stabilizer.published is not None:
@@ -169,6 +192,9 @@ class FrameProcessor:
         )[0]
         pose = _to_frame(pose, view)
         lap("decode")
+        pose, evidence = self._refine(pose, track, width)
+        pose = self._object_near_hand(pose)
+        lap("refine")
         if self.objects is not None and pose.object is not None:
             self.objects.update(pose.object.success, pose.object.R, pose.object.t)
         found = pose.object is not None and pose.object.success
@@ -185,7 +211,66 @@ class FrameProcessor:
             frame.timestamp,
         )
         lap("stabilize")
-        return self._result(frame, timings, detection, object_box, pose, verdict, rgb.shape, track)
+        return self._result(
+            frame, timings, detection, object_box, pose, verdict, rgb.shape, track, evidence
+        )
+
+    def _refine(
+        self, pose: FramePose, track: TrackedHand, width: int
+    ) -> tuple[FramePose, tuple[str, ...]]:
+        """Fit the hand model to the 2D evidence (`--refine`).
+
+        The pose is returned unchanged when refinement is off or finds no placement. A left hand
+        is fitted in the mirror image, where the right-hand model applies, and mirrored back.
+        """
+        if self.kinematics is None:
+            return pose, ()
+        detection = track.detection
+        left = detection.side == "left"
+        hand, evidence = refinement_inputs(pose.hand, detection, self.K, width, left, self.refine)
+        previous = self._previous_fit  # the same hand's fit in the previous frame steadies this one
+        previous = previous[1] if previous is not None and previous[0] == track.track_id else None
+        fit = refine_hand(
+            self.kinematics, hand.theta, hand.beta, hand.translation, evidence, previous=previous
+        )
+        self._previous_fit = None if fit is None else (track.track_id, fit)
+        if fit is None:
+            return pose, ()
+        theta = torch.from_numpy(fit.theta[None])
+        with torch.no_grad():
+            vertices = self.hand_model(theta, torch.from_numpy(fit.beta[None])).vertices[0]
+        hand = replace(
+            hand,
+            joints_2d=project(fit.joints, evidence.camera_matrix),
+            joints=fit.joints,
+            vertices=vertices.double().numpy() + fit.translation,
+            theta=fit.theta,
+            beta=fit.beta,
+            translation=fit.translation,
+            reprojection_px=fit.reprojection_px,
+        )
+        if left:
+            hand = _mirror_hand(hand, width)
+        return FramePose(hand, pose.object), fit.evidence
+
+    def _object_near_hand(self, pose: FramePose) -> FramePose:
+        """Re-apply the gate's depth test against the refined wrist.
+
+        Decoding gated the object against the network's wrist depth; refinement can move the
+        wrist by decimetres, so an object found there may now be out of the hand's reach.
+        """
+        obj, wrist = pose.object, pose.hand.translation
+        if obj is None or not obj.success or not np.all(np.isfinite(wrist)):
+            return pose
+        gap = abs(float(obj.t[2]) - float(wrist[2]))
+        limit = self.object_gate.max_depth_from_hand_m
+        if gap <= limit:
+            return pose
+        reason = f"depth {obj.t[2]:.2f} m is {gap:.2f} m from the hand's (limit {limit:g} m)"
+        nan = float("nan")
+        failed = replace(obj, success=False, R=np.full((3, 3), nan), t=np.full(3, nan),
+                         reprojection_px=nan, reason=reason)  # fmt: skip
+        return FramePose(pose.hand, failed)
 
     def _object_box(self, rgb: np.ndarray, detection: HandDetection) -> np.ndarray:
         if self.object_detector is not None:
@@ -197,7 +282,7 @@ class FrameProcessor:
         return grasp_box(detection.box, detection.landmarks)
 
     def _result(
-        self, frame, timings, detection, object_box, pose, verdict, shape, track=None
+        self, frame, timings, detection, object_box, pose, verdict, shape, track=None, evidence=()
     ) -> FrameResult:
         hand = None
         if track is not None:
@@ -220,6 +305,7 @@ class FrameProcessor:
                 self.transform,
                 track_id=self._published_track,
                 new_track=track is not None and track.new_track,
+                refinement=refinement_payload(self.refine, evidence),
             )
         obj = None
         if self.object_spec is not None and pose is not None and pose.object is not None:
@@ -248,13 +334,62 @@ class FrameProcessor:
             flags=verdict.flags,
             latency_ms=timings,
         )
-        return FrameResult(frame, message, detection, object_box, pose, verdict, timings, track)
+        return FrameResult(
+            frame, message, detection, object_box, pose, verdict, timings, track, evidence
+        )
+
+
+def refinement_inputs(
+    hand: HandPose,
+    detection: HandDetection,
+    camera_matrix: np.ndarray,
+    width: int,
+    left: bool,
+    mode: str,
+) -> tuple[HandPose, Evidence]:
+    """The network's hand and the evidence `mode` allows, in the right-hand model's image.
+
+    For a left hand that is the mirror image: the hand, the network's 2D joints, the detector's
+    landmarks (x → W − x), its metric landmarks (X → −X) and the principal point (cx → W − cx).
+    """
+    K = np.asarray(camera_matrix, np.float64)
+    landmarks, world = detection.landmarks, detection.world_landmarks
+    if left:
+        hand = _mirror_hand(hand, width)
+        K = K.copy()
+        K[0, 2] = width - K[0, 2]
+        landmarks = _mirror_points(landmarks, width)
+        world = None if world is None else world @ MIRROR
+    evidence = Evidence(
+        K,
+        network_2d=hand.joints_2d,
+        landmarks_2d=landmarks,
+        landmark_weights=detection.landmark_weights,
+        landmarks_3d=world,
+    )
+    return hand, evidence.restricted(mode)
+
+
+def _mirror_points(points: np.ndarray, width: int) -> np.ndarray:
+    mirrored = np.array(points, np.float64)
+    mirrored[:, 0] = width - mirrored[:, 0]
+    return mirrored
+
+
+def _mirror_hand(hand: HandPose, width: int) -> HandPose:
+    """The mirror image (x → W − x, X → −X) of a hand; its own inverse."""
+    return replace(
+        hand,
+        joints_2d=_mirror_points(hand.joints_2d, width),
+        joints=hand.joints @ MIRROR,
+        vertices=hand.vertices @ MIRROR,
+        theta=mirror_theta(hand.theta),
+        translation=MIRROR @ hand.translation,
+    )
 
 
 def _to_frame(pose: FramePose, view: InputView) -> FramePose:
     """Map a pose decoded in the (possibly mirrored) network input back to the original frame."""
-    from dataclasses import replace
-
     hand = replace(pose.hand, joints_2d=view.to_frame(pose.hand.joints_2d))
     obj = pose.object
     if view.mirrored:

@@ -56,6 +56,7 @@ class StreamOptions:
     curve_clients: str | None = None
     selfie: bool = False
     hands: str = "auto"
+    refine: str = "auto"
     max_frames: int | None = None
     threads: int | None = None  #: CPU threads of every stage (None: the cores available)
     stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
@@ -247,6 +248,7 @@ def run_stream(options: StreamOptions) -> dict:
             camera_id=str(options.source),
             undistort=maps,
             hands=options.hands,
+            refine=options.refine,
         )
         if options.out is not None:
             outputs = VideoOutputs(options.out, source.fps)

@@ -63,12 +63,18 @@ def test_video_writes_annotated_video_poses_and_summary(clip, tmp_path, capsys):
             assert abs(depth) <= 0.5
         else:
             assert m["object"]["reason"]
+        # --refine auto: fitted to the network's joints and MediaPipe's 2D and metric landmarks
+        assert m["hand"]["refinement"] == {
+            "mode": "auto", "evidence": ["network_2d", "landmarks_2d", "landmarks_3d"],
+        }  # fmt: skip
     # one hand, announced once, kept
     assert [m["hand"]["track_id"] for m in with_hand] == [with_hand[0]["hand"]["track_id"]] * FRAMES
     assert [m["hand"]["new_track"] for m in with_hand] == [True] + [False] * (FRAMES - 1)
     summary = json.loads((tmp_path / "result.summary.json").read_text())
     assert summary["frames"] == FRAMES and summary["hands_followed"] == 1
-    assert {"detect", "engine", "decode", "capture_to_publish"} <= set(summary["latency_ms"])
+    assert {"detect", "engine", "decode", "refine", "capture_to_publish"} <= set(
+        summary["latency_ms"]
+    )
     assert not list(tmp_path.glob(".*partial*"))  # temporary files renamed away
     assert "frames/s" in capsys.readouterr().out
 
@@ -118,6 +124,7 @@ def test_live_plays_a_file_as_a_camera_and_publishes_over_zeromq(clip):
         (["video", "{clip}", "--out", "o.mp4", "--object", "sphere:1"], "box:"),
         (["video", "{clip}", "--view"], "no display"),
         (["video", "{clip}"], "nothing to produce"),
+        (["video", "{clip}", "--out", "o.mp4", "--refine", "all"], "--refine must be one of"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, expected, clip, tmp_path, capsys, monkeypatch):
