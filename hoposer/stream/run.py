@@ -219,13 +219,22 @@ def run_stream(options: StreamOptions) -> dict:
         )
         if options.out is not None:
             outputs = VideoOutputs(options.out, source.fps)
+        panel = None
+        if options.panel and outputs is not None:
+            from hoposer.stream.scene3d import Panel
+
+            # GLFW (Open3D's windows) is not thread-safe: beside the live windows, the CPU draws.
+            panel = Panel(
+                K, source.size, hand_model.faces, object_spec, transform, not options.view
+            )
+            resources.append(panel)
         viewer = None
         if options.view:
             from hoposer.stream.view import Viewer
 
-            viewer = Viewer(K, hand_model.faces, object_spec)
+            viewer = Viewer(K, source.size, hand_model.faces, object_spec, transform)
             resources.append(viewer)
-        args = (options, source, processor, publisher, outputs, viewer, K, object_spec)
+        args = (options, source, processor, publisher, outputs, viewer, panel, K, object_spec)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
         if outputs is not None:
             outputs.close(summary)
@@ -276,8 +285,8 @@ def _loop_beside_view(viewer, args) -> dict:
     return outcome["summary"]
 
 
-def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec) -> dict:
-    from hoposer.stream.annotate import annotate, render_panel
+def _loop(options, source, processor, publisher, outputs, viewer, panel, K, object_spec) -> dict:
+    from hoposer.stream.annotate import annotate
 
     timings: dict[str, list[float]] = {}
     frames = with_hand = stable = 0
@@ -286,8 +295,6 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
     if options.max_frames is not None:
         total = min(total, options.max_frames) if total else options.max_frames
     bar = ProgressBar("frames", total, "{fps:.1f} frames/s", enabled=options.progress)
-    faces = processor.hand_model.faces
-    mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
     try:
         for frame in source:
             result = processor.process(frame)
@@ -307,9 +314,8 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
                 image = annotate(
                     result, K, object_spec.control_points if object_spec else None, fps
                 )
-                if options.panel:
-                    side = render_panel(result, faces, mesh, (image.shape[0], image.shape[0]))
-                    image = np.concatenate([image, side], axis=1)
+                if panel is not None:
+                    image = np.concatenate([image, panel.draw(result)], axis=1)
                 outputs.write(image, result.message)
             if viewer is not None:
                 viewer.offer(result, fps)

@@ -40,9 +40,12 @@ _SIDE_DISTANCE = 0.6  #: metres from the wrist in the side view
 _FOLLOW_SECONDS = 0.25  #: time constant of the wrist the views follow
 _TEXTURE_WIDTH = 480  #: the frame is shrunk to this width for the image plane
 _GRID_SIZE, _GRID_STEP = 2.0, 0.1  #: metres
+#: Open3D's legacy lights sum to more than 1 on surfaces facing the viewer, which washes colours
+#: out to white; darker vertex colours keep the hue.
+_LIT = 0.7
 
 
-class Open3DUnavailable(RuntimeError):
+class Open3DUnavailableError(RuntimeError):
     """Open3D is missing or cannot open an OpenGL context here."""
 
 
@@ -146,8 +149,10 @@ class _Frame:
 
 
 def image_plane_corners(K: np.ndarray, size: tuple[int, int], depth: float) -> np.ndarray:
-    """`(4, 3)` camera-frame corners of the image at `depth`: top-left, top-right, bottom-right,
-    bottom-left (pixel edges, not centres)."""
+    """`(4, 3)` camera-frame corners of the image at `depth` (pixel edges, not centres).
+
+    In the order top-left, top-right, bottom-right, bottom-left.
+    """
     width, height = size
     pixels = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5],
                        [-0.5, height - 0.5]])  # fmt: skip
@@ -183,7 +188,8 @@ class Open3DScene:
         try:
             import open3d as o3d
         except ImportError as err:
-            raise Open3DUnavailable('Open3D is not installed (pip install "hoposer[view]")') from err
+            message = 'Open3D is not installed (pip install "hoposer[view]")'
+            raise Open3DUnavailableError(message) from err
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
         self.o3d = o3d
         self.K = np.asarray(camera_matrix, np.float64)
@@ -197,7 +203,7 @@ class Open3DScene:
         else:
             self.vis = o3d.visualization.Visualizer()
         if not self.vis.create_window("hoposer 3D", width, height, *position, visible=visible):
-            raise Open3DUnavailable("Open3D could not open an OpenGL window (no GLX or EGL)")
+            raise Open3DUnavailableError("Open3D could not open an OpenGL window (no GLX or EGL)")
         self.visible = visible
         option = self.vis.get_render_option()
         option.background_color = _BACKGROUND
@@ -294,7 +300,7 @@ class Open3DScene:
             self.hand.vertices = o3d.utility.Vector3dVector(v)
             self.hand.triangles = o3d.utility.Vector3iVector(content.hand_faces)
             # Colours after the vertices: setting vertices drops a mismatched colour array.
-            colors = np.broadcast_to(hand_color(content), v.shape)
+            colors = np.broadcast_to(_LIT * hand_color(content), v.shape)
             self.hand.vertex_colors = o3d.utility.Vector3dVector(np.ascontiguousarray(colors))
             self.hand.compute_vertex_normals()
             wrist = v.mean(axis=0)
@@ -304,7 +310,7 @@ class Open3DScene:
             if accepted:
                 R, t = content.object_pose
                 self.object.vertices = o3d.utility.Vector3dVector(self.object_vertices @ R.T + t)
-                self.object.paint_uniform_color(OBJECT)
+                self.object.paint_uniform_color(_LIT * OBJECT)
                 self.object.compute_vertex_normals()
                 self.object_axes.vertices = o3d.utility.Vector3dVector(
                     self.axes_vertices @ R.T + t
@@ -417,7 +423,6 @@ class Open3DScene:
 
     def capture(self) -> np.ndarray:
         """The rendered view, `(H, W, 3)` uint8 BGR."""
-        self.vis.poll_events()
         buffer = np.asarray(self.vis.capture_screen_float_buffer(do_render=True))
         rgb = np.clip(buffer * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(rgb[..., ::-1])
@@ -445,3 +450,52 @@ def render_camera_view(
         meshes.append(MeshInstance(vertices @ R.T + t, faces, OBJECT, 2))
     rgb, _ = render(meshes, camera_matrix, (width, height), background, Light(), supersample=1)
     return np.ascontiguousarray(rgb[..., ::-1])
+
+
+class Panel:
+    """The 3D panel beside each frame of `video --panel`, in the camera-true view.
+
+    Open3D renders it offscreen (EGL without a display) when it is installed and can open an
+    OpenGL context; otherwise hoposer's CPU renderer draws the meshes over the frame, after a
+    one-line notice.
+    """
+
+    def __init__(
+        self,
+        camera_matrix: np.ndarray,
+        frame_size: tuple[int, int],
+        hand_faces: np.ndarray,
+        object_spec=None,
+        transform=None,
+        use_open3d: bool = True,
+    ) -> None:
+        self.K = np.asarray(camera_matrix, np.float64)
+        self.faces = np.asarray(hand_faces)
+        self.mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
+        self.side = "right"
+        self.scene: Open3DScene | None = None
+        reason = "Open3D is not used while the live windows are open"
+        if use_open3d:
+            try:
+                self.scene = Open3DScene(
+                    camera_matrix, frame_size, hand_faces, object_spec, transform, visible=False
+                )
+            except Open3DUnavailableError as err:
+                reason = str(err)
+        if self.scene is None:
+            log.warning("3D panel: %s; drawing it with hoposer's CPU renderer instead", reason)
+
+    def draw(self, result) -> np.ndarray:
+        """The panel for one result, `(H, W, 3)` uint8 BGR, the frame's size."""
+        content = scene_content(result, self.faces, self.side)
+        self.side = content.side
+        if self.scene is None:
+            return render_camera_view(content, self.K, self.mesh)
+        self.scene.update(content)
+        return self.scene.capture()
+
+    def close(self) -> None:
+        """Release the offscreen context."""
+        if self.scene is not None:
+            self.scene.close()
+            self.scene = None
