@@ -68,7 +68,7 @@ def video(
     out: Annotated[
         str | None, typer.Option("--out", "-o", help="annotated video to write (.mp4)")
     ] = None,
-    panel: Annotated[bool, typer.Option(help="add a rendered 3D side view to the video")] = False,
+    panel: Annotated[bool, typer.Option(help="add the 3D view beside each frame")] = False,
     view: Annotated[bool, typer.Option(help="show windows while processing")] = False,
     backend: Backend = "auto",
     weights: Weights = None,
