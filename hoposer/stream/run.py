@@ -224,9 +224,8 @@ def run_stream(options: StreamOptions) -> dict:
             from hoposer.stream.scene3d import Panel
 
             # GLFW (Open3D's windows) is not thread-safe: beside the live windows, the CPU draws.
-            panel = Panel(
-                K, source.size, hand_model.faces, object_spec, transform, not options.view
-            )
+            beside_windows = "Open3D draws the live window" if options.view else None
+            panel = Panel(K, source.size, hand_model.faces, object_spec, transform, beside_windows)
             resources.append(panel)
         viewer = None
         if options.view:

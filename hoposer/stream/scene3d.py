@@ -3,7 +3,7 @@
 The scene lives in the camera's optical frame (x right, y down, z forward, metres), which is the
 frame every pose arrives in, so the default view is the real camera itself: Open3D's view is set
 from the intrinsics (`convert_from_pinhole_camera_parameters`) with an identity pose, and the
-rendered hand lands on the hand in the image. The camera's frustum ends in a plane textured with
+rendered hand lands on the hand in the image. The camera's frustum ends in a plane that shows
 the current frame, behind the hand, so the camera view shows the mesh over the picture and the
 other views show where the camera is.
 
@@ -38,7 +38,7 @@ _BACKGROUND = np.array([0.12, 0.12, 0.14])
 VIEWS = ("camera", "side", "orbit")
 _SIDE_DISTANCE = 0.6  #: metres from the wrist in the side view
 _FOLLOW_SECONDS = 0.25  #: time constant of the wrist the views follow
-_TEXTURE_WIDTH = 480  #: the frame is shrunk to this width for the image plane
+_IMAGE_GRID = (160, 120)  #: vertices (columns, rows) of the image plane
 _GRID_SIZE, _GRID_STEP = 2.0, 0.1  #: metres
 #: Open3D's legacy lights sum to more than 1 on surfaces facing the viewer, which washes colours
 #: out to white; darker vertex colours keep the hue.
@@ -137,15 +137,27 @@ class _Frame:
         return points, np.array([[2 * i, 2 * i + 1] for i in range(len(lines))])
 
     def side_view(self, target: np.ndarray) -> np.ndarray:
-        """World→camera transform looking at `target` from the camera's right and above."""
+        """World→camera transform looking at `target` from the camera's right, front and above.
+
+        From there the hand, the object and the frame on the image plane behind them are all in
+        view.
+        """
         up = self.up
         right = np.array([1.0, 0.0, 0.0]) - up[0] * up
         right /= np.linalg.norm(right)
         toward_camera = np.array([0.0, 0.0, -1.0]) - (-up[2]) * up
         toward_camera /= max(np.linalg.norm(toward_camera), 1e-9)
-        direction = 0.85 * right + 0.35 * toward_camera + 0.45 * up
+        direction = 0.7 * right + 0.6 * toward_camera + 0.4 * up
         eye = target + _SIDE_DISTANCE * direction / np.linalg.norm(direction)
         return look_at(eye, target, up)
+
+
+def pixel_rays(K: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """`(N, 3)` camera-frame points at depth 1 that project to `pixels` `(N, 2)`."""
+    fx, s, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+    y = (pixels[:, 1] - cy) / fy
+    x = (pixels[:, 0] - cx - s * y) / fx
+    return np.stack([x, y, np.ones(len(pixels))], axis=1)
 
 
 def image_plane_corners(K: np.ndarray, size: tuple[int, int], depth: float) -> np.ndarray:
@@ -156,8 +168,7 @@ def image_plane_corners(K: np.ndarray, size: tuple[int, int], depth: float) -> n
     width, height = size
     pixels = np.array([[-0.5, -0.5], [width - 0.5, -0.5], [width - 0.5, height - 0.5],
                        [-0.5, height - 0.5]])  # fmt: skip
-    rays = np.linalg.solve(K, np.concatenate([pixels, np.ones((4, 1))], axis=1).T).T
-    return rays * depth
+    return pixel_rays(K, pixels) * depth
 
 
 class Open3DScene:
@@ -237,11 +248,22 @@ class Open3DScene:
         self.vis.add_geometry(self.grid, reset_bounding_box=True)
         self.extent = float(np.max(points.reshape(-1, 3).max(0) - points.reshape(-1, 3).min(0)))
         self.frustum = o3d.geometry.LineSet()
+        # The frame on a grid of vertex colours, not a texture: a second legacy Visualizer in one
+        # process loses its textures (white).
+        columns, rows = _IMAGE_GRID
+        self._grid_pixels = np.stack(
+            np.meshgrid(
+                np.linspace(-0.5, self.frame_size[0] - 0.5, columns),
+                np.linspace(-0.5, self.frame_size[1] - 0.5, rows),
+            ),
+            axis=-1,
+        ).reshape(-1, 2)
+        a = (np.arange(rows - 1)[:, None] * columns + np.arange(columns - 1)[None, :]).ravel()
+        b, c, d = a + 1, a + columns + 1, a + columns  # the cell's corners, clockwise on screen
         self.image_plane = o3d.geometry.TriangleMesh()
-        self.image_plane.triangles = o3d.utility.Vector3iVector(np.array([[0, 2, 1], [0, 3, 2]]))
-        uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
-        self.image_plane.triangle_uvs = o3d.utility.Vector2dVector(uv[[0, 2, 1, 0, 3, 2]])
-        self.image_plane.triangle_material_ids = o3d.utility.IntVector([0, 0])
+        self.image_plane.triangles = o3d.utility.Vector3iVector(
+            np.concatenate([np.stack([a, c, b], 1), np.stack([a, d, c], 1)])
+        )
         self._plane_depth = 1.0
         self._place_camera(np.zeros((2, 2, 3), np.uint8))
         self._show("frustum", self.frustum)
@@ -276,7 +298,7 @@ class Open3DScene:
             self._shown.discard(name)
 
     def _place_camera(self, image: np.ndarray) -> None:
-        """The frustum and the textured image plane at `self._plane_depth`."""
+        """The frustum and the image plane at `self._plane_depth`."""
         o3d = self.o3d
         corners = image_plane_corners(self.K, self.frame_size, self._plane_depth)
         points = np.concatenate([np.zeros((1, 3)), corners])
@@ -284,12 +306,15 @@ class Open3DScene:
         self.frustum.points = o3d.utility.Vector3dVector(points)
         self.frustum.lines = o3d.utility.Vector2iVector(edges)
         self.frustum.paint_uniform_color(_FRUSTUM)
-        self.image_plane.vertices = o3d.utility.Vector3dVector(corners)
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        if rgb.shape[1] > _TEXTURE_WIDTH:
-            height = round(rgb.shape[0] * _TEXTURE_WIDTH / rgb.shape[1])
-            rgb = cv2.resize(rgb, (_TEXTURE_WIDTH, height), interpolation=cv2.INTER_AREA)
-        self.image_plane.textures = [o3d.geometry.Image(np.ascontiguousarray(rgb))]
+        self.image_plane.vertices = o3d.utility.Vector3dVector(
+            pixel_rays(self.K, self._grid_pixels) * self._plane_depth
+        )
+        rgb = cv2.resize(image, _IMAGE_GRID, interpolation=cv2.INTER_AREA)[..., ::-1]
+        colors = rgb.reshape(-1, 3).astype(np.float64) * (_LIT / 255.0)
+        self.image_plane.vertex_colors = o3d.utility.Vector3dVector(colors)
+        # With normals, like every other mesh: in a second legacy Visualizer of the process a
+        # mesh without normals is drawn black (the first draws it unlit).
+        self.image_plane.compute_vertex_normals()
 
     def update(self, content: SceneContent) -> None:
         """Show one frame's content and move the view (camera, side or orbit)."""
@@ -456,8 +481,8 @@ class Panel:
     """The 3D panel beside each frame of `video --panel`, in the camera-true view.
 
     Open3D renders it offscreen (EGL without a display) when it is installed and can open an
-    OpenGL context; otherwise hoposer's CPU renderer draws the meshes over the frame, after a
-    one-line notice.
+    OpenGL context, unless `cpu_reason` says why not to; otherwise hoposer's CPU renderer draws
+    the meshes over the frame, after a one-line notice.
     """
 
     def __init__(
@@ -467,15 +492,15 @@ class Panel:
         hand_faces: np.ndarray,
         object_spec=None,
         transform=None,
-        use_open3d: bool = True,
+        cpu_reason: str | None = None,
     ) -> None:
         self.K = np.asarray(camera_matrix, np.float64)
         self.faces = np.asarray(hand_faces)
         self.mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
         self.side = "right"
         self.scene: Open3DScene | None = None
-        reason = "Open3D is not used while the live windows are open"
-        if use_open3d:
+        reason = cpu_reason
+        if reason is None:
             try:
                 self.scene = Open3DScene(
                     camera_matrix, frame_size, hand_faces, object_spec, transform, visible=False

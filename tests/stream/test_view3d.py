@@ -179,9 +179,8 @@ def test_headless_panel_shows_the_same_camera_true_scene(display):
 def test_cpu_panel_draws_the_same_camera_view_without_open3d():
     from hoposer.stream.scene3d import Panel
 
-    panel = Panel(
-        default_camera_matrix(*SIZE), SIZE, StandInHand().faces, object_spec(), use_open3d=False
-    )
+    K = default_camera_matrix(*SIZE)
+    panel = Panel(K, SIZE, StandInHand().faces, object_spec(), cpu_reason="tested without Open3D")
     result = known_result()
     assert_draws_known_pose(panel.draw(result), result)
 
