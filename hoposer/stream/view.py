@@ -87,7 +87,7 @@ class Viewer:
 
         size = window_size(self.frame_size)
         scene = self._open_scene(size)
-        cv2.namedWindow(_WINDOW, cv2.WINDOW_AUTOSIZE)
+        cv2.namedWindow(_WINDOW, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no Qt toolbar
         cv2.moveWindow(_WINDOW, 0, 0)
         mesh = (self.object_spec.vertices, self.object_spec.faces) if self.object_spec else None
         control_points = self.object_spec.control_points if self.object_spec else None
