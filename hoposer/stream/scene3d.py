@@ -3,7 +3,7 @@
 The scene lives in the camera's optical frame (x right, y down, z forward, metres), which is the
 frame every pose arrives in, so the default view is the real camera itself: Open3D's view is set
 from the intrinsics (`convert_from_pinhole_camera_parameters`) with an identity pose, and the
-rendered hand lands on the hand in the image. The camera's frustum ends in a plane that shows
+rendered hand lands on the hand in the image. The camera's frustum ends in a plane textured with
 the current frame, behind the hand, so the camera view shows the mesh over the picture and the
 other views show where the camera is.
 
@@ -38,7 +38,7 @@ _BACKGROUND = np.array([0.12, 0.12, 0.14])
 VIEWS = ("camera", "side", "orbit")
 _SIDE_DISTANCE = 0.6  #: metres from the wrist in the side view
 _FOLLOW_SECONDS = 0.25  #: time constant of the wrist the views follow
-_IMAGE_GRID = (160, 120)  #: vertices (columns, rows) of the image plane
+_TEXTURE_WIDTH = 640  #: wider frames are shrunk to this width for the image plane
 _GRID_SIZE, _GRID_STEP = 2.0, 0.1  #: metres
 #: Open3D's legacy lights sum to more than 1 on surfaces facing the viewer, which washes colours
 #: out to white; darker vertex colours keep the hue.
@@ -248,22 +248,11 @@ class Open3DScene:
         self.vis.add_geometry(self.grid, reset_bounding_box=True)
         self.extent = float(np.max(points.reshape(-1, 3).max(0) - points.reshape(-1, 3).min(0)))
         self.frustum = o3d.geometry.LineSet()
-        # The frame on a grid of vertex colours, not a texture: a second legacy Visualizer in one
-        # process loses its textures (white).
-        columns, rows = _IMAGE_GRID
-        self._grid_pixels = np.stack(
-            np.meshgrid(
-                np.linspace(-0.5, self.frame_size[0] - 0.5, columns),
-                np.linspace(-0.5, self.frame_size[1] - 0.5, rows),
-            ),
-            axis=-1,
-        ).reshape(-1, 2)
-        a = (np.arange(rows - 1)[:, None] * columns + np.arange(columns - 1)[None, :]).ravel()
-        b, c, d = a + 1, a + columns + 1, a + columns  # the cell's corners, clockwise on screen
         self.image_plane = o3d.geometry.TriangleMesh()
-        self.image_plane.triangles = o3d.utility.Vector3iVector(
-            np.concatenate([np.stack([a, c, b], 1), np.stack([a, d, c], 1)])
-        )
+        self.image_plane.triangles = o3d.utility.Vector3iVector(np.array([[0, 2, 1], [0, 3, 2]]))
+        uv = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+        self.image_plane.triangle_uvs = o3d.utility.Vector2dVector(uv[[0, 2, 1, 0, 3, 2]])
+        self.image_plane.triangle_material_ids = o3d.utility.IntVector([0, 0])
         self._plane_depth = 1.0
         self._place_camera(np.zeros((2, 2, 3), np.uint8))
         self._show("frustum", self.frustum)
@@ -306,15 +295,13 @@ class Open3DScene:
         self.frustum.points = o3d.utility.Vector3dVector(points)
         self.frustum.lines = o3d.utility.Vector2iVector(edges)
         self.frustum.paint_uniform_color(_FRUSTUM)
-        self.image_plane.vertices = o3d.utility.Vector3dVector(
-            pixel_rays(self.K, self._grid_pixels) * self._plane_depth
-        )
-        rgb = cv2.resize(image, _IMAGE_GRID, interpolation=cv2.INTER_AREA)[..., ::-1]
-        colors = rgb.reshape(-1, 3).astype(np.float64) * (_LIT / 255.0)
-        self.image_plane.vertex_colors = o3d.utility.Vector3dVector(colors)
-        # With normals, like every other mesh: in a second legacy Visualizer of the process a
-        # mesh without normals is drawn black (the first draws it unlit).
-        self.image_plane.compute_vertex_normals()
+        # Without normals the textured plane is drawn unlit: the frame's own colours.
+        self.image_plane.vertices = o3d.utility.Vector3dVector(corners)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if rgb.shape[1] > _TEXTURE_WIDTH:
+            height = round(rgb.shape[0] * _TEXTURE_WIDTH / rgb.shape[1])
+            rgb = cv2.resize(rgb, (_TEXTURE_WIDTH, height), interpolation=cv2.INTER_AREA)
+        self.image_plane.textures = [o3d.geometry.Image(np.ascontiguousarray(rgb))]
 
     def update(self, content: SceneContent) -> None:
         """Show one frame's content and move the view (camera, side or orbit)."""
@@ -453,8 +440,14 @@ class Open3DScene:
         return np.ascontiguousarray(rgb[..., ::-1])
 
     def close(self) -> None:
-        """Close the window (or the offscreen context)."""
-        self.vis.destroy_window()
+        """Close the window (or the offscreen context) and free its OpenGL objects now.
+
+        A legacy Visualizer frees its textures and shaders when it is deleted, in whichever
+        context is current then: deleted after the next one was made, it would free that one's.
+        """
+        if self.vis is not None:
+            self.vis.destroy_window()
+            self.vis = None
 
 
 def render_camera_view(
