@@ -224,3 +224,25 @@ def test_side_view_follows_the_wrist(display):
         assert in_camera[1] - before[1] > 50  # the camera view does not move: the hand does
     finally:
         scene.close()
+
+
+def test_dragging_the_view_switches_to_orbit_which_follows_the_wrist(display):
+    from dataclasses import replace
+
+    from hoposer.stream.scene3d import scene_content
+
+    scene = open_scene(visible=False)
+    try:
+        content = scene_content(known_result(object_accepted=False), StandInHand().faces)
+        scene.update(content)
+        scene.vis.get_view_control().rotate(150.0, 40.0)  # what a mouse drag does
+        scene.update(replace(content, time=2.0))
+        assert scene.view == "orbit"
+        before = np.argwhere(skin_pixels(scene.capture())).mean(axis=0)
+        moved = replace(content, hand_vertices=content.hand_vertices + [0.08, -0.05, 0.1])
+        for second in range(3, 9):
+            scene.update(replace(moved, time=float(second)))
+        after = np.argwhere(skin_pixels(scene.capture())).mean(axis=0)
+        assert np.abs(after - before).max() < 15  # the orbit's centre moved with the wrist
+    finally:
+        scene.close()
