@@ -271,7 +271,7 @@ class Open3DScene:
                 o3d.utility.Vector3iVector(np.asarray(object_spec.faces)),
             )
             extent = np.ptp(self.object_vertices, axis=0).max()
-            axes = o3d.geometry.TriangleMesh.create_coordinate_frame(size=0.75 * extent)
+            axes = o3d.geometry.TriangleMesh.create_coordinate_frame(size=1.2 * extent)
             self.axes_vertices = np.asarray(axes.vertices).copy()
             self.object_axes = axes
 
