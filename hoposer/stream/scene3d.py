@@ -377,6 +377,9 @@ class Open3DScene:
         width, height = current.width, current.height
         sx, sy = width / self.frame_size[0], height / self.frame_size[1]
         params = o3d.camera.PinholeCameraParameters()
+        # The legacy view's principal point is always the window's centre. An off-centre one
+        # shifts every projected point by the same pixels, so the hand stays on the image plane
+        # (built with the true K); only a strip of the plane's edge is cut or left uncovered.
         params.intrinsic = o3d.camera.PinholeCameraIntrinsic(
             width, height, self.K[0, 0] * sx, self.K[1, 1] * sy, width / 2 - 0.5, height / 2 - 0.5
         )
