@@ -8,7 +8,9 @@ the current frame, behind the hand, so the camera view shows the mesh over the p
 other views show where the camera is.
 
 Views: `camera` (the real camera), `side` (from the camera's right and above, following the
-wrist) and `orbit` (free mouse control; the point it orbits follows the wrist). Dragging or
+hand) and `orbit` (free mouse control; the point it orbits follows the hand). The followed point
+is the centre of the hand's mesh (the object's centre while no hand is shown), smoothed over
+time. Dragging or
 zooming in the camera or side view switches to orbit. Keys C, S, O choose a view.
 
 Only the legacy `open3d.visualization.Visualizer` is used: it renders through GLX, or through EGL
@@ -36,8 +38,8 @@ _FRUSTUM = np.array([0.75, 0.75, 0.8])
 _GRID = np.array([0.42, 0.42, 0.46])
 _BACKGROUND = np.array([0.12, 0.12, 0.14])
 VIEWS = ("camera", "side", "orbit")
-_SIDE_DISTANCE = 0.6  #: metres from the wrist in the side view
-_FOLLOW_SECONDS = 0.25  #: time constant of the wrist the views follow
+_SIDE_DISTANCE = 0.6  #: metres from the followed point in the side view
+_FOLLOW_SECONDS = 0.25  #: time constant of the smoothing of the followed point
 _TEXTURE_WIDTH = 640  #: wider frames are shrunk to this width for the image plane
 _GRID_SIZE, _GRID_STEP = 2.0, 0.1  #: metres
 #: Open3D's legacy lights sum to more than 1 on surfaces facing the viewer, which washes colours
@@ -224,7 +226,7 @@ class Open3DScene:
         self.view = "camera"
         self._last_extrinsic: np.ndarray | None = None
         self._lookat: np.ndarray | None = None
-        self._wrist: np.ndarray | None = None  # followed wrist (smoothed)
+        self._followed: np.ndarray | None = None  # the hand's centre, smoothed
         self._follow_origin: np.ndarray | None = None  # the followed point the orbit last saw
         self._time: float | None = None
         self._side = "right"
@@ -306,7 +308,7 @@ class Open3DScene:
     def update(self, content: SceneContent) -> None:
         """Show one frame's content and move the view (camera, side or orbit)."""
         o3d = self.o3d
-        wrist = None
+        centre = None
         if content.hand_vertices is not None:
             v = content.hand_vertices
             self.hand.vertices = o3d.utility.Vector3dVector(v)
@@ -315,7 +317,7 @@ class Open3DScene:
             colors = np.broadcast_to(_LIT * hand_color(content), v.shape)
             self.hand.vertex_colors = o3d.utility.Vector3dVector(np.ascontiguousarray(colors))
             self.hand.compute_vertex_normals()
-            wrist = v.mean(axis=0)
+            centre = v.mean(axis=0)
         self._show("hand", self.hand, content.hand_vertices is not None)
         if self.object is not None:
             accepted = content.object_pose is not None
@@ -327,28 +329,28 @@ class Open3DScene:
                 self.object_axes.vertices = o3d.utility.Vector3dVector(
                     self.axes_vertices @ R.T + t
                 )
-                if wrist is None:
-                    wrist = t
+                if centre is None:
+                    centre = t
             self._show("object", self.object, accepted)
             self._show("object_axes", self.object_axes, accepted)
-        self._follow(wrist, content.time)
-        if self._wrist is not None:
+        self._follow(centre, content.time)
+        if self._followed is not None:
             # The image plane stays behind the hand so the camera view shows the mesh over it.
-            self._plane_depth = float(np.clip(1.6 * self._wrist[2], 0.3, 20.0))
+            self._plane_depth = float(np.clip(1.6 * self._followed[2], 0.3, 20.0))
         self._place_camera(content.image)
         self._show("frustum", self.frustum)
         self._show("image", self.image_plane)
-        self._set_view(self._wrist)
+        self._set_view(self._followed)
 
-    def _follow(self, wrist: np.ndarray | None, time: float) -> None:
+    def _follow(self, point: np.ndarray | None, time: float) -> None:
         """Exponential smoothing of the followed point in time (frames may arrive unevenly)."""
-        if wrist is None or not np.isfinite(wrist).all():
+        if point is None or not np.isfinite(point).all():
             return
-        if self._wrist is None or self._time is None or time <= self._time:
-            self._wrist = wrist.copy()
+        if self._followed is None or self._time is None or time <= self._time:
+            self._followed = point.copy()
         else:
             alpha = 1.0 - np.exp(-(time - self._time) / _FOLLOW_SECONDS)
-            self._wrist = self._wrist + alpha * (wrist - self._wrist)
+            self._followed = self._followed + alpha * (point - self._followed)
         self._time = time
 
     # --- views --------------------------------------------------------------------------------
@@ -367,7 +369,7 @@ class Open3DScene:
         if view != self.view:
             log.info("3D view: %s (keys: C camera, S side, O orbit)", view)
         self.view = view
-        self._set_view(self._wrist)
+        self._set_view(self._followed)
 
     def _pinhole(self, extrinsic: np.ndarray):
         """Open3D camera parameters of the frame's intrinsics scaled to the window."""
@@ -412,7 +414,7 @@ class Open3DScene:
             params = control.convert_to_pinhole_camera_parameters()
             R, t = params.extrinsic[:3, :3], params.extrinsic[:3, 3]
             eye, front = -R.T @ t, -R[2]
-            # The orbited point moved with the user's pans; keep its distance, follow the wrist.
+            # The orbited point moved with the user's pans; keep its distance, follow the hand.
             lookat = eye - front * float((eye - self._lookat) @ front)
             control.set_lookat(lookat + (target - self._follow_origin))
             self._lookat = lookat + (target - self._follow_origin)

@@ -202,7 +202,7 @@ def test_held_hand_is_amber_and_a_rejected_object_is_hidden(display):
         scene.close()
 
 
-def test_side_view_follows_the_wrist(display):
+def test_side_view_follows_the_hand(display):
     from dataclasses import replace
 
     from hoposer.stream.scene3d import scene_content
@@ -217,7 +217,7 @@ def test_side_view_follows_the_wrist(display):
         for second in range(2, 8):  # seconds apart: the smoothing has caught up
             scene.update(replace(moved, time=float(second)))
         after = np.argwhere(skin_pixels(scene.capture())).mean(axis=0)
-        assert np.abs(after - before).max() < 15  # pixels: re-centred on the moved wrist
+        assert np.abs(after - before).max() < 15  # pixels: re-centred on the moved hand
         scene.set_view("camera")
         scene.update(replace(moved, time=9.0))
         in_camera = np.argwhere(skin_pixels(scene.capture())).mean(axis=0)
@@ -226,7 +226,7 @@ def test_side_view_follows_the_wrist(display):
         scene.close()
 
 
-def test_dragging_the_view_switches_to_orbit_which_follows_the_wrist(display):
+def test_dragging_the_view_switches_to_orbit_which_follows_the_hand(display):
     from dataclasses import replace
 
     from hoposer.stream.scene3d import scene_content
@@ -243,6 +243,6 @@ def test_dragging_the_view_switches_to_orbit_which_follows_the_wrist(display):
         for second in range(3, 9):
             scene.update(replace(moved, time=float(second)))
         after = np.argwhere(skin_pixels(scene.capture())).mean(axis=0)
-        assert np.abs(after - before).max() < 15  # the orbit's centre moved with the wrist
+        assert np.abs(after - before).max() < 15  # the orbit's centre moved with the hand
     finally:
         scene.close()
