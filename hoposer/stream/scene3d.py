@@ -248,6 +248,7 @@ class Open3DScene:
         )
         self.grid.paint_uniform_color(_GRID)
         self.vis.add_geometry(self.grid, reset_bounding_box=True)
+        self._shown.add("grid")
         self.extent = float(np.max(points.reshape(-1, 3).max(0) - points.reshape(-1, 3).min(0)))
         self.frustum = o3d.geometry.LineSet()
         self.image_plane = o3d.geometry.TriangleMesh()
@@ -277,12 +278,12 @@ class Open3DScene:
             self.axes_vertices = np.asarray(axes.vertices).copy()
             self.object_axes = axes
 
-    def _show(self, name: str, geometry, visible: bool = True) -> None:
+    def _show(self, name: str, geometry, visible: bool = True, changed: bool = True) -> None:
         """Add, update or remove a geometry (removed geometries cost no drawing)."""
         if visible and name not in self._shown:
             self.vis.add_geometry(geometry, reset_bounding_box=False)
             self._shown.add(name)
-        elif visible:
+        elif visible and changed:
             self.vis.update_geometry(geometry)
         elif name in self._shown:
             self.vis.remove_geometry(geometry, reset_bounding_box=False)
@@ -341,6 +342,8 @@ class Open3DScene:
         self._show("frustum", self.frustum)
         self._show("image", self.image_plane)
         self._set_view(self._followed)
+        # The floor would only cut into the bottom of the frame in the camera view.
+        self._show("grid", self.grid, self.view != "camera", changed=False)
 
     def _follow(self, point: np.ndarray | None, time: float) -> None:
         """Exponential smoothing of the followed point in time (frames may arrive unevenly)."""
@@ -370,6 +373,7 @@ class Open3DScene:
             log.info("3D view: %s (keys: C camera, S side, O orbit)", view)
         self.view = view
         self._set_view(self._followed)
+        self._show("grid", self.grid, self.view != "camera", changed=False)
 
     def _pinhole(self, extrinsic: np.ndarray):
         """Open3D camera parameters of the frame's intrinsics scaled to the window."""
@@ -460,10 +464,10 @@ def render_camera_view(
     camera_matrix: np.ndarray,
     object_mesh: tuple[np.ndarray, np.ndarray] | None,
 ) -> np.ndarray:
-    """The camera view by hoposer's CPU renderer: the meshes over the (dimmed) frame, BGR."""
+    """The camera view by hoposer's CPU renderer: the meshes over the frame, BGR."""
     image = content.image
     height, width = image.shape[:2]
-    background = (cv2.cvtColor(image, cv2.COLOR_BGR2RGB) * 0.6).astype(np.uint8)
+    background = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     meshes = []
     if content.hand_vertices is not None:
         meshes.append(MeshInstance(content.hand_vertices, content.hand_faces, hand_color(content)))
