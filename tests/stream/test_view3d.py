@@ -246,3 +246,27 @@ def test_dragging_the_view_switches_to_orbit_which_follows_the_hand(display):
         assert np.abs(after - before).max() < 15  # the orbit's centre moved with the hand
     finally:
         scene.close()
+
+
+def test_with_extrinsics_the_floor_is_the_robot_bases_and_the_side_view_looks_down_on_it():
+    from hoposer.calib.extrinsics import Transform
+    from hoposer.stream.scene3d import _Frame
+
+    # A camera 0.5 m above the base, looking along the base's x (base: x forward, z up).
+    T = np.eye(4)
+    T[:3, :3] = [[0, 0, 1], [-1, 0, 0], [0, -1, 0]]
+    T[:3, 3] = [0.2, 0.0, 0.5]
+    to_base = Transform.from_matrix(T, "base", "camera")
+    frame = _Frame(to_base)
+    points, _ = frame.ground_grid()
+    in_base = to_base.apply(points.reshape(-1, 3))
+    np.testing.assert_allclose(in_base[:, 2], 0.0, atol=1e-9)  # on the base's floor
+    np.testing.assert_allclose(frame.up, [0.0, -1.0, 0.0], atol=1e-9)  # base z is camera −y
+    target = np.array([0.0, 0.1, 0.5])
+    view = frame.side_view(target)
+    eye = -view[:3, :3].T @ view[:3, 3]
+    assert to_base.apply(eye[None])[0, 2] > to_base.apply(target[None])[0, 2]  # from above
+    assert eye[0] > target[0]  # from the camera's right
+    np.testing.assert_allclose(np.linalg.norm(eye - target), 0.6)
+    projected = view[:3, :3] @ target + view[:3, 3]
+    np.testing.assert_allclose(projected[:2], 0.0, atol=1e-9)  # looking at the target
