@@ -1,8 +1,8 @@
-"""Drawing one `FrameResult`: the 2D overlay and, optionally, a rendered 3D panel beside it."""
+"""Drawing one `FrameResult`: the 2D overlay (the 3D panel is `hoposer.stream.scene3d`)."""
 
 import numpy as np
 
-from hoposer.render import Light, MeshInstance, render
+from hoposer.render import MeshInstance
 from hoposer.stream.overlay import (
     HELD_GREY,
     OBJECT_BLUE,
@@ -86,39 +86,3 @@ def annotate(
         lines.append(f"{held}: {', '.join(stability['flags'])}")
     draw_status(image, lines, warn=not stability["stable"])
     return image
-
-
-def render_panel(
-    result: FrameResult,
-    hand_faces: np.ndarray,
-    object_mesh: tuple[np.ndarray, np.ndarray] | None,
-    size: tuple[int, int],
-) -> np.ndarray:
-    """A side view (BGR) of the hand mesh and the object, looking at the hand from its right."""
-    width, height = size
-    canvas = np.full((height, width, 3), 40, np.uint8)
-    if result.pose is None:
-        return canvas
-    hand = result.pose.hand
-    center = hand.joints.mean(axis=0)
-    # A camera 0.5 m from the hand, rotated 90° about the vertical axis from the real one.
-    R_view = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    eye = np.array([0.0, 0.0, 0.5])
-
-    def view(points: np.ndarray) -> np.ndarray:
-        return (points - center) @ R_view.T + eye
-
-    faces = (
-        hand_faces
-        if result.detection is None or result.detection.side == "right"
-        else (hand_faces[:, ::-1])
-    )
-    meshes = [MeshInstance(view(hand.vertices), faces, SKIN, 1)]
-    o = result.pose.object
-    if object_mesh is not None and o is not None and o.success:
-        vertices, object_faces = object_mesh
-        meshes.append(MeshInstance(view(vertices @ o.R.T + o.t), object_faces, OBJECT_BLUE, 2))
-    f = 1.2 * min(width, height)
-    K = np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
-    rgb, _ = render(meshes, K, (width, height), background=canvas, light=Light(), supersample=1)
-    return rgb[..., ::-1].copy()

@@ -87,7 +87,7 @@ def video(
     out: Annotated[
         str | None, typer.Option("--out", "-o", help="annotated video to write (.mp4)")
     ] = None,
-    panel: Annotated[bool, typer.Option(help="add a rendered 3D side view to the video")] = False,
+    panel: Annotated[bool, typer.Option(help="add the 3D view beside each frame")] = False,
     mesh: Annotated[
         bool, typer.Option(help="draw the estimated hand and object meshes on the video")
     ] = True,

@@ -227,15 +227,15 @@ def run_stream(options: StreamOptions) -> dict:
         if options.view:
             from hoposer.stream.view import Viewer
 
-            viewer = Viewer(None, hand_model.faces, object_spec, mesh=options.mesh)
+            viewer = Viewer(None, None, hand_model.faces, object_spec, transform, mesh=options.mesh)
             resources.append(viewer)
         if source is None:
             _warm_up(backend)  # the first inference is the slowest: not on a camera frame
             source = open_source(options.source, live=True)
             resources.append(source)
         K, maps = _camera(options, source.size)
-        if viewer is not None:
-            viewer.K = K
+        if viewer is not None:  # its windows open in run(), once the frames flow
+            viewer.K, viewer.frame_size = K, source.size
         processor = FrameProcessor(
             backend,
             hand_model,
@@ -252,7 +252,15 @@ def run_stream(options: StreamOptions) -> dict:
         )
         if options.out is not None:
             outputs = VideoOutputs(options.out, source.fps)
-        args = (options, source, processor, publisher, outputs, viewer, K, object_spec)
+        panel = None
+        if options.panel and outputs is not None:
+            from hoposer.stream.scene3d import Panel
+
+            # GLFW (Open3D's windows) is not thread-safe: beside the live windows, the CPU draws.
+            beside_windows = "Open3D draws the live window" if options.view else None
+            panel = Panel(K, source.size, hand_model.faces, object_spec, transform, beside_windows)
+            resources.append(panel)
+        args = (options, source, processor, publisher, outputs, viewer, panel, K, object_spec)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
         summary["threads"] = options.threads
         if outputs is not None:
@@ -311,8 +319,8 @@ def _loop_beside_view(viewer, args) -> dict:
     return outcome["summary"]
 
 
-def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec) -> dict:
-    from hoposer.stream.annotate import annotate, render_panel
+def _loop(options, source, processor, publisher, outputs, viewer, panel, K, object_spec) -> dict:
+    from hoposer.stream.annotate import annotate
 
     timings: dict[str, list[float]] = {}
     frames = with_hand = stable = 0
@@ -354,9 +362,8 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
                     hand_faces=faces if options.mesh else None,
                     object_mesh=mesh,
                 )
-                if options.panel:
-                    side = render_panel(result, faces, mesh, (image.shape[0], image.shape[0]))
-                    image = np.concatenate([image, side], axis=1)
+                if panel is not None:
+                    image = np.concatenate([image, panel.draw(result)], axis=1)
                 outputs.write(image, result.message)
             if viewer is not None:
                 viewer.offer(result, fps)

@@ -48,7 +48,7 @@ def test_video_writes_annotated_video_poses_and_summary(clip, tmp_path, capsys):
     assert code == 0
     frames = read_video(out)
     assert len(frames) == FRAMES
-    assert frames[0].shape == (480, 640 + 480, 3)  # the frame and the square 3D panel
+    assert frames[0].shape == (480, 640 + 640, 3)  # the frame and the camera-true 3D panel
     messages = [json.loads(line) for line in (tmp_path / "result.jsonl").read_text().splitlines()]
     assert [m["frame_index"] for m in messages] == list(range(FRAMES))
     for m in messages:
