@@ -11,6 +11,7 @@ import typer
 from hoposer.calib.cli import calib_app
 from hoposer.engine.cli import engine_app
 from hoposer.errors import HoposerError
+from hoposer.io import json_text
 from hoposer.stream.cli import register as register_stream_commands
 from hoposer.train.cli import train_app
 
@@ -66,7 +67,7 @@ def weights_info(
 
     info = read_checkpoint_info(checkpoint)
     meta = {k: v for k, v in info.metadata.items() if k not in ("config", "tensors_sha256")}
-    print(json.dumps({"config": json.loads(info.config.to_json()), **meta}, indent=2))
+    print(json_text({"config": json.loads(info.config.to_json()), **meta}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,10 +1,17 @@
-"""Writing files so that a crash or a full disk never leaves a half-written one behind."""
+"""Files that a crash never leaves half-written, and JSON that every parser accepts.
+
+JSON written through `json_text` never holds NaN or Infinity (see `finite_or_null`).
+"""
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -45,3 +52,40 @@ def _umask() -> int:
     except OSError:
         pass
     return 0o022
+
+
+def finite_or_null(value, path: str = "", found: list[str] | None = None):
+    """A copy of a JSON-like value with every NaN/±inf number replaced by None.
+
+    JSON has no NaN or Infinity (RFC 8259): Python's `json` writes them as bare tokens that strict
+    parsers (JavaScript's `JSON.parse`, Go, Rust's serde) reject. When `found` is given, the
+    dotted path of each replaced number is appended to it (list indices dropped, each path once).
+    """
+    if isinstance(value, float | np.floating):
+        if math.isfinite(value):
+            return float(value)
+        if found is not None and path not in found:
+            found.append(path)
+        return None
+    if isinstance(value, dict):
+        prefix = f"{path}." if path else ""
+        return {k: finite_or_null(v, f"{prefix}{k}", found) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v, path, found) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def json_text(value, **dumps_kwargs) -> str:
+    """`json.dumps` that never writes NaN/Infinity: non-finite numbers become null."""
+    return json.dumps(finite_or_null(value), allow_nan=False, **dumps_kwargs)
+
+
+def loads_strict(text: str | bytes):
+    """`json.loads` that refuses NaN/Infinity tokens, as JavaScript's `JSON.parse` does."""
+
+    def refuse(token: str):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)

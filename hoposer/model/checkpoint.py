@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from hoposer import __version__
 from hoposer.errors import HoposerError
-from hoposer.io import atomic_path, write_text_atomic
+from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.config import ModelConfig
 from hoposer.model.network import HandObjectNet
 
@@ -84,7 +84,7 @@ def save_checkpoint(
     sidecar = {k: v for k, v in header.items() if k != "config"}
     sidecar["config"] = json.loads(header["config"])
     sidecar["parameters"] = sum(p.numel() for p in model.parameters())
-    write_text_atomic(path.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
+    write_text_atomic(path.with_suffix(".json"), json_text(sidecar, indent=2) + "\n")
     return path
 
 

@@ -1,6 +1,5 @@
 """`hoposer live`, `hoposer video`, `hoposer listen`, `hoposer keys` (thin; logic in stream/)."""
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -182,6 +181,7 @@ def listen(
 
     Example: hoposer listen tcp://127.0.0.1:5555 --json | jq .object.pose
     """
+    from hoposer.io import json_text
     from hoposer.stream.publish import CurveKeys, PoseSubscriber
 
     curve = None
@@ -194,7 +194,7 @@ def listen(
             if message is None:
                 break
             received += 1
-            print(json.dumps(message) if as_json else format_message(message), flush=True)
+            print(json_text(message) if as_json else format_message(message), flush=True)
 
 
 def format_message(message: dict) -> str:
@@ -204,13 +204,12 @@ def format_message(message: dict) -> str:
     if hand is None:
         text = "no hand"
     else:
-        x, y, z = hand["wrist"]["position"]
-        text = f"{hand['side']} wrist ({x:+.3f}, {y:+.3f}, {z:+.3f}) m"
+        text = f"{hand['side']} wrist {_xyz(hand['wrist']['position'])} m"
     obj = message["object"]
     if obj is not None:
         if obj["found"]:
-            x, y, z = obj["pose"]["position"]
-            text += f" | {obj['name']} ({x:+.3f}, {y:+.3f}, {z:+.3f}) m, {obj['inliers']} inliers"
+            position = _xyz(obj["pose"]["position"])
+            text += f" | {obj['name']} {position} m, {obj['inliers']} inliers"
         else:
             text += f" | {obj['name']} not found ({obj['reason']})"
     stability = message["stability"]
@@ -218,6 +217,11 @@ def format_message(message: dict) -> str:
         state = f"held {stability['age_frames']}" if stability["held"] else "unstable"
         text += f" | {state}: {','.join(stability['flags'])}"
     return f"{head} {text}"
+
+
+def _xyz(position: list) -> str:
+    """(x, y, z) with 3 decimals; a null (a value that was not finite) shows as null."""
+    return "(" + ", ".join("null" if v is None else f"{v:+.3f}" for v in position) + ")"
 
 
 def keys(

@@ -4,7 +4,6 @@ Each file is written under a temporary name beside its destination and renamed w
 so an interrupted run never leaves a truncated file under the final name.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import cv2
 import numpy as np
 
 from hoposer.errors import HoposerError
-from hoposer.io import write_text_atomic
+from hoposer.io import json_text, write_text_atomic
+from hoposer.stream.messages import encode_message
 
 
 def check_writable(out: Path) -> None:
@@ -52,7 +52,7 @@ class VideoOutputs:
             if not self._writer.isOpened():
                 raise HoposerError(f"OpenCV cannot write {self.out.suffix} video to {self.out}")
         self._writer.write(image)
-        self._lines.write(json.dumps(message, separators=(",", ":")) + "\n")
+        self._lines.write(encode_message(message) + "\n")
         self.frames += 1
 
     def close(self, summary: dict) -> None:
@@ -63,7 +63,7 @@ class VideoOutputs:
         if self.frames:
             os.replace(self._tmp_video, self.out)
         os.replace(self._tmp_jsonl, self.jsonl)
-        write_text_atomic(self.summary, json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(self.summary, json_text(summary, indent=2) + "\n")
 
     def abort(self) -> None:
         """Remove the partial files (an error or Ctrl-C before the end)."""

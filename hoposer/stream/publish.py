@@ -8,12 +8,14 @@ newest pose. Optional CURVE encryption + authentication uses key files made by `
 """
 
 import ipaddress
-import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from hoposer.errors import HoposerError
+from hoposer.io import loads_strict
+from hoposer.stream.messages import encode_message
 
 TOPIC = "hoposer.pose"
 SEND_HWM = 4  #: messages queued per subscriber before new ones are dropped
@@ -88,7 +90,7 @@ class PosePublisher:
         """Send one message; False (and counted) when it had to be dropped."""
         import zmq
 
-        payload = json.dumps(message, separators=(",", ":")).encode()
+        payload = encode_message(message).encode()
         try:
             self.socket.send_multipart([TOPIC.encode(), payload], flags=zmq.NOBLOCK)
         except zmq.Again:
@@ -126,13 +128,24 @@ class PoseSubscriber:
             _client_curve(self.socket, curve)
         self.socket.setsockopt(zmq.SUBSCRIBE, TOPIC.encode())
         self.socket.connect(endpoint)
+        self.invalid = 0  #: payloads skipped because they were not strict JSON
 
     def receive(self, timeout_s: float | None = None) -> dict | None:
-        """The next message, or None after `timeout_s` seconds without one."""
-        if timeout_s is not None and not self.socket.poll(int(timeout_s * 1000)):
-            return None
-        _topic, payload = self.socket.recv_multipart()
-        return json.loads(payload)
+        """The next message, or None after `timeout_s` seconds without a valid one.
+
+        A payload that is not strict JSON (NaN, Infinity, truncated) is skipped and counted in
+        `invalid`: a robot must never act on it.
+        """
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1e3))
+            if wait_ms is not None and not self.socket.poll(wait_ms):
+                return None
+            _topic, payload = self.socket.recv_multipart()
+            try:
+                return loads_strict(payload)
+            except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+                self.invalid += 1
 
     def close(self) -> None:  # noqa: D102
         self.socket.close(linger=0)

@@ -1,6 +1,5 @@
 """`hoposer train …`: synthetic data, supervised and self-training, evaluation (thin)."""
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -8,6 +7,7 @@ from typing import Annotated
 import typer
 
 from hoposer.errors import HoposerError
+from hoposer.io import json_text
 from hoposer.progress import ProgressBar
 
 train_app = typer.Typer(
@@ -125,7 +125,7 @@ def fit(
         pseudo_filters=pseudo_filters,
     )  # fmt: skip
     summary = run_fit(options, resume=resume)
-    print(json.dumps(summary, indent=2))
+    print(json_text(summary, indent=2))
 
 
 @train_app.command("eval")
@@ -158,7 +158,7 @@ def evaluate(
         ),
         progress=ProgressBar("evaluating").update,
     )  # fmt: skip
-    print(json.dumps(_headline(metrics), indent=2))
+    print(json_text(_headline(metrics), indent=2))
 
 
 def _headline(metrics: dict) -> dict:
@@ -214,4 +214,4 @@ def pseudo(
     if _rank_world()[0] == 0:
         report = write_report(out)
         counts["funnel"] = report["funnel"]["all"]
-    print(json.dumps(counts, indent=2))
+    print(json_text(counts, indent=2))
