@@ -179,6 +179,9 @@ def listen(
 ) -> None:
     """Print the pose messages a `hoposer live`/`video --publish` sends (reference subscriber).
 
+    Only the newest pose is kept: a slow reader skips to it, never reads a backlog. Each line
+    shows the pose's age (seconds since its frame was captured).
+
     Example: hoposer listen tcp://127.0.0.1:5555 --json | jq .object.pose
     """
     from hoposer.io import json_text
@@ -198,8 +201,11 @@ def listen(
 
 
 def format_message(message: dict) -> str:
-    """One readable line per message."""
-    head = f"#{message['frame_index']:>6} [{message['reference_frame']}]"
+    """One readable line per message, with its age (seconds since the frame was captured)."""
+    from hoposer.stream.publish import message_age_s
+
+    age = message_age_s(message)
+    head = f"#{message['frame_index']:>6} age {age:5.2f} s [{message['reference_frame']}]"
     hand = message["hand"]
     if hand is None:
         text = "no hand"

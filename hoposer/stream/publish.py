@@ -1,12 +1,19 @@
 """Poses over ZeroMQ: a publisher that never blocks the pipeline, and the reference subscriber.
 
-Each message is two frames: the topic (`hoposer.pose`) and a UTF-8 JSON payload that follows
-`pose.schema.json`. The publisher binds to loopback unless told otherwise, keeps a small send
-high-water mark and sends without blocking: when a subscriber is slow or absent, messages are
-dropped (and counted) rather than queued, so memory stays bounded and the robot always gets the
-newest pose. Optional CURVE encryption + authentication uses key files made by `make_keys`.
-"""
+Each message is one ZeroMQ frame: the topic `hoposer.pose`, a space, and the UTF-8 JSON payload
+(strict JSON, `pose.schema.json`). One frame, not a topic frame + payload frame, because
+`ZMQ_CONFLATE` (keep only the newest message) does not support multipart messages.
 
+Freshness: both sides keep only the newest message (`ZMQ_CONFLATE` on the publisher's queue per
+subscriber and on the subscriber's receive queue; the subscriber's I/O thread drains the TCP
+stream continuously, so nothing piles up in kernel buffers either). A subscriber that reads once
+a second gets the newest pose, at most one frame period old when it reads, never a backlog; it
+counts the frames it never saw in `skipped`. When the publisher goes away, a pose still waiting
+in the subscriber's queue is dropped, not handed out: nothing arrives after the publisher closes.
+
+The publisher binds to loopback unless told otherwise. Optional CURVE encryption +
+authentication uses key files made by `make_keys`.
+"""
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -18,7 +25,12 @@ from hoposer.io import loads_strict
 from hoposer.stream.messages import encode_message
 
 TOPIC = "hoposer.pose"
-SEND_HWM = 4  #: messages queued per subscriber before new ones are dropped
+PREFIX = (TOPIC + " ").encode()  #: what every message starts with (and subscribers filter on)
+
+
+def message_age_s(message: dict) -> float:
+    """Seconds since the message's frame was captured (clocks of both machines must agree)."""
+    return time.time() - message["capture_time"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,7 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> None:
 
 
 class PosePublisher:
-    """A ZeroMQ PUB socket sending pose messages without ever blocking."""
+    """A ZeroMQ PUB socket sending pose messages without ever blocking or queueing old ones."""
 
     def __init__(
         self, endpoint: str, allow_remote: bool = False, curve: CurveKeys | None = None
@@ -72,7 +84,7 @@ class PosePublisher:
         check_endpoint(endpoint, allow_remote)
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.PUB)
-        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
+        self.socket.setsockopt(zmq.CONFLATE, 1)  # per subscriber: only the newest message waits
         self.socket.setsockopt(zmq.LINGER, 0)
         self._authenticator = None
         if curve is not None:
@@ -84,20 +96,13 @@ class PosePublisher:
             raise HoposerError(f"cannot publish on {endpoint}: {err}") from None
         self.endpoint = endpoint
         self.sent = 0
-        self.dropped = 0
 
-    def publish(self, message: dict) -> bool:
-        """Send one message; False (and counted) when it had to be dropped."""
+    def publish(self, message: dict) -> None:
+        """Send one message (replacing any older one still waiting for a slow subscriber)."""
         import zmq
 
-        payload = encode_message(message).encode()
-        try:
-            self.socket.send_multipart([TOPIC.encode(), payload], flags=zmq.NOBLOCK)
-        except zmq.Again:
-            self.dropped += 1
-            return False
+        self.socket.send(PREFIX + encode_message(message).encode(), flags=zmq.NOBLOCK)
         self.sent += 1
-        return True
 
     def close(self) -> None:
         """Close the socket at once (queued messages are discarded)."""
@@ -114,7 +119,13 @@ class PosePublisher:
 
 
 class PoseSubscriber:
-    """A SUB socket for `hoposer.pose` messages (the reference client)."""
+    """A SUB socket for `hoposer.pose` messages that holds only the newest (the reference client).
+
+    Attributes:
+        invalid: payloads skipped because they were not strict JSON.
+        skipped: frames the publisher sent that this subscriber never saw (it read too slowly).
+        after_close: poses dropped because their publisher had gone away before they were read.
+    """
 
     def __init__(self, endpoint: str, curve: CurveKeys | None = None) -> None:
         import zmq
@@ -123,31 +134,65 @@ class PoseSubscriber:
         self.context = zmq.Context()
         self.socket = self.context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.RCVHWM, 100)
+        self.socket.setsockopt(zmq.CONFLATE, 1)  # keep only the newest message
         if curve is not None:
             _client_curve(self.socket, curve)
-        self.socket.setsockopt(zmq.SUBSCRIBE, TOPIC.encode())
+        self.socket.setsockopt(zmq.SUBSCRIBE, PREFIX)
+        self._monitor = self.socket.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+        )
+        self.connected: bool | None = None  #: None until the first connection event
+        self.ever_connected = False
         self.socket.connect(endpoint)
-        self.invalid = 0  #: payloads skipped because they were not strict JSON
+        self.invalid = self.skipped = self.after_close = 0
+        self._last_index: int | None = None
+
+    def _read_events(self) -> None:
+        import zmq
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)["event"]
+            if event == zmq.EVENT_DISCONNECTED:
+                self.connected = False
+            else:
+                self.connected = self.ever_connected = True
 
     def receive(self, timeout_s: float | None = None) -> dict | None:
-        """The next message, or None after `timeout_s` seconds without a valid one.
+        """The newest message, or None after `timeout_s` seconds without a valid one.
 
         A payload that is not strict JSON (NaN, Infinity, truncated) is skipped and counted in
-        `invalid`: a robot must never act on it.
+        `invalid`, and a pose whose publisher has since gone away in `after_close`: a robot must
+        never act on either.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            wait_ms = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1e3))
-            if wait_ms is not None and not self.socket.poll(wait_ms):
+            wait_ms = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1e3))
+            if not self.socket.poll(wait_ms):
                 return None
-            _topic, payload = self.socket.recv_multipart()
+            payload = self.socket.recv()
+            self._read_events()
+            if self.connected is False:
+                self.after_close += 1
+                continue
             try:
-                return loads_strict(payload)
+                message = loads_strict(payload[len(PREFIX) :])
             except ValueError:  # UnicodeDecodeError and JSONDecodeError included
                 self.invalid += 1
+                continue
+            self._count_skipped(message)
+            return message
+
+    def _count_skipped(self, message: dict) -> None:
+        index = message.get("frame_index") if isinstance(message, dict) else None
+        if isinstance(index, int):
+            if self._last_index is not None and index > self._last_index:
+                self.skipped += index - self._last_index - 1
+            self._last_index = index
 
     def close(self) -> None:  # noqa: D102
+        self.socket.disable_monitor()
+        self._monitor.close(linger=0)
         self.socket.close(linger=0)
         self.context.term()
 

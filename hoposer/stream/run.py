@@ -331,7 +331,6 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
         "fps": frames / elapsed if elapsed > 0 else 0.0,
         "dropped_frames": source.dropped,
         "published": publisher.sent if publisher is not None else 0,
-        "publish_dropped": publisher.dropped if publisher is not None else 0,
         "latency_ms": {
             name: {
                 "p50": float(np.percentile(values, 50)),
