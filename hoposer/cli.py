@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     except HoposerError as err:
         print(f"hoposer: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file system refusal no check foresaw: still one line, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"hoposer: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hoposer.errors import HoposerError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
@@ -89,3 +91,44 @@ def loads_strict(text: str | bytes):
         raise ValueError(f"{token} is not JSON")
 
     return json.loads(text, parse_constant=refuse)
+
+
+def check_writable_file(path: str | Path, option: str = "--out") -> Path:
+    """Fail early, with one line, when the file `path` cannot be created (its folder must exist).
+
+    The folder is probed by creating a temporary file in it, so read-only mounts, `/proc` and
+    full disks are caught as well as permissions (which do not stop root).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise HoposerError(f"{option} {path} is a folder: give a file name")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise HoposerError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise HoposerError(f"cannot write {path}: folder {parent} does not exist")
+    _probe(parent, path, option)
+    return path
+
+
+def check_writable_folder(path: str | Path, option: str = "--out") -> Path:
+    """Fail early when the folder `path` cannot be written or created (nothing is created)."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HoposerError(f"cannot write {path}: {existing} is a file, not a folder")
+    _probe(existing, path, option)
+    return path
+
+
+def _probe(folder: Path, target: Path, option: str) -> None:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise HoposerError(
+            f"cannot write {target}: folder {folder} is not writable ({err.strerror}); choose "
+            f"another {option}"
+        ) from None

@@ -232,6 +232,9 @@ def _xyz(position: list) -> str:
 
 def keys(
     folder: Annotated[Path, typer.Argument(help="where to write the key files")],
+    force: Annotated[
+        bool, typer.Option(help="replace key pairs already in FOLDER (their clients lose access)")
+    ] = False,
 ) -> None:
     """Make CURVE key pairs for encrypted, authenticated publishing.
 
@@ -241,7 +244,7 @@ def keys(
     """
     from hoposer.stream.publish import make_keys
 
-    for name, path in make_keys(folder).items():
+    for name, path in make_keys(folder, force=force).items():
         print(f"{name}: {path}")
 
 

@@ -14,6 +14,7 @@ in the subscriber's queue is dropped, not handed out: nothing arrives after the 
 The publisher binds to loopback unless told otherwise. Optional CURVE encryption +
 authentication uses key files made by `make_keys`.
 """
+
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -55,9 +56,14 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> None:
         )
     if parsed.scheme != "tcp":
         return
-    if parsed.port is None:
+    try:
+        port = parsed.port
+    except ValueError:  # not a number, or beyond 65535
+        port = -1
+    if port is None or not 1 <= port <= 65535:
         raise HoposerError(
-            f"bad endpoint {endpoint!r}: tcp needs a port, e.g. tcp://127.0.0.1:5555"
+            f"bad endpoint {endpoint!r}: tcp needs a port from 1 to 65535, e.g. "
+            "tcp://127.0.0.1:5555"
         )
     host = parsed.hostname or ""
     if host in ("localhost",):
@@ -87,13 +93,16 @@ class PosePublisher:
         self.socket.setsockopt(zmq.CONFLATE, 1)  # per subscriber: only the newest message waits
         self.socket.setsockopt(zmq.LINGER, 0)
         self._authenticator = None
-        if curve is not None:
-            self._authenticator = _serve_curve(self.context, self.socket, curve)
         try:
+            if curve is not None:
+                self._authenticator = _serve_curve(self.context, self.socket, curve)
             self.socket.bind(endpoint)
         except zmq.ZMQError as err:
             self.close()
             raise HoposerError(f"cannot publish on {endpoint}: {err}") from None
+        except BaseException:
+            self.close()  # a left-open socket would hang the context's term() at exit
+            raise
         self.endpoint = endpoint
         self.sent = 0
 
@@ -136,7 +145,12 @@ class PoseSubscriber:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.CONFLATE, 1)  # keep only the newest message
         if curve is not None:
-            _client_curve(self.socket, curve)
+            try:
+                _client_curve(self.socket, curve)
+            except BaseException:
+                self.socket.close(linger=0)
+                self.context.term()
+                raise
         self.socket.setsockopt(zmq.SUBSCRIBE, PREFIX)
         self._monitor = self.socket.get_monitor_socket(
             zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
@@ -203,8 +217,11 @@ class PoseSubscriber:
         self.close()
 
 
-def make_keys(folder: str | Path) -> dict[str, Path]:
+def make_keys(folder: str | Path, force: bool = False) -> dict[str, Path]:
     """Write a server and a client CURVE key pair into `folder` (secret files mode 0600).
+
+    Existing key pairs are never replaced silently (their holders would lose access): that
+    needs `force`.
 
     Returns:
         Paths: server/client public (`.key`) and secret (`.key_secret`) files.
@@ -212,9 +229,25 @@ def make_keys(folder: str | Path) -> dict[str, Path]:
     import zmq
     import zmq.auth
 
+    from hoposer.io import check_writable_folder
+
     if not zmq.has("curve"):
         raise HoposerError("this libzmq was built without CURVE support: reinstall pyzmq from PyPI")
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise HoposerError(f"{folder} is a file, not a folder: give a folder for the key files")
+    check_writable_folder(folder, "folder")
+    existing = [
+        folder / f"{name}{suffix}"
+        for name in ("server", "client")
+        for suffix in (".key", ".key_secret")
+        if (folder / f"{name}{suffix}").exists()
+    ]
+    if existing and not force:
+        raise HoposerError(
+            f"{folder} already holds keys ({', '.join(p.name for p in existing)}): pass --force "
+            "to replace them (clients holding the old ones lose access), or choose another folder"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for name in ("server", "client"):
@@ -224,14 +257,24 @@ def make_keys(folder: str | Path) -> dict[str, Path]:
     return out
 
 
-def _load_secret(path: Path) -> tuple[bytes, bytes]:
+def _load_key(path: Path) -> tuple[bytes, bytes | None]:
+    """(public, secret or None) from a key file made by `make_keys`."""
     import zmq.auth
 
     if not path.is_file():
         raise HoposerError(f"CURVE key file {path} not found: make one with `hoposer keys DIR`")
-    public, secret = zmq.auth.load_certificate(str(path))
+    try:
+        return zmq.auth.load_certificate(str(path))
+    except (ValueError, OSError, UnicodeDecodeError):
+        raise HoposerError(
+            f"{path} is not a CURVE key file (no key in it): give a file made by `hoposer keys DIR`"
+        ) from None
+
+
+def _load_secret(path: Path) -> tuple[bytes, bytes]:
+    public, secret = _load_key(path)
     if secret is None:
-        raise HoposerError(f"{path} holds no secret key: give the .key_secret file")
+        raise HoposerError(f"{path} holds no secret CURVE key: give the .key_secret file")
     return public, secret
 
 
@@ -240,26 +283,36 @@ def _serve_curve(context, socket, curve: CurveKeys):
     from zmq.auth.thread import ThreadAuthenticator
 
     public, secret = _load_secret(curve.secret)
-    authenticator = None
-    if curve.authorized is not None:
-        if not curve.authorized.is_dir():
-            raise HoposerError(f"{curve.authorized} is not a folder of client .key files")
-        authenticator = ThreadAuthenticator(context)
-        authenticator.start()
-        authenticator.configure_curve(domain="*", location=str(curve.authorized))
-    socket.curve_secretkey = secret
-    socket.curve_publickey = public
+    _set_keys(socket, curve.secret, secretkey=secret, publickey=public)
     socket.setsockopt(zmq.CURVE_SERVER, 1)
+    if curve.authorized is None:
+        return None
+    if not curve.authorized.is_dir():
+        raise HoposerError(f"{curve.authorized} is not a folder of client .key files")
+    for client in curve.authorized.glob("*.key"):
+        _load_key(client)  # a garbage file there is named, not a traceback from the auth thread
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=str(curve.authorized))
     return authenticator
 
 
 def _client_curve(socket, curve: CurveKeys) -> None:
-    import zmq.auth
-
     if curve.server_public is None or not curve.server_public.is_file():
         raise HoposerError("CURVE needs the publisher's public key file (server.key)")
     public, secret = _load_secret(curve.secret)
-    server_public, _ = zmq.auth.load_certificate(str(curve.server_public))
-    socket.curve_secretkey = secret
-    socket.curve_publickey = public
-    socket.curve_serverkey = server_public
+    server_public, _ = _load_key(curve.server_public)
+    _set_keys(socket, curve.secret, secretkey=secret, publickey=public)
+    _set_keys(socket, curve.server_public, serverkey=server_public)
+
+
+def _set_keys(socket, path: Path, **keys: bytes) -> None:
+    import zmq
+
+    try:
+        for name, value in keys.items():
+            setattr(socket, f"curve_{name}", value)
+    except zmq.ZMQError:  # EINVAL: not a 40-character Z85 key
+        raise HoposerError(
+            f"{path} does not hold a valid CURVE key: make new ones with `hoposer keys DIR`"
+        ) from None

@@ -58,6 +58,20 @@ class StreamOptions:
     stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        """Refuse values that would run but produce nonsense (checked before anything opens)."""
+        if not 10.0 <= self.fov_deg <= 170.0:  # also false for NaN
+            raise HoposerError(
+                f"--fov {self.fov_deg:g} is not a horizontal field of view: give 10 to 170 "
+                "degrees (or calibrate the camera and pass --camera-info)"
+            )
+        if self.max_frames is not None and self.max_frames < 1:
+            raise HoposerError(f"--max-frames must be at least 1, not {self.max_frames}")
+        if self.publish is not None:
+            from hoposer.stream.publish import check_endpoint
+
+            check_endpoint(self.publish, self.allow_remote)
+
 
 def _camera(options: StreamOptions, size: tuple[int, int]):
     """Intrinsics of the processed image and undistortion maps (None when not needed)."""
@@ -191,16 +205,15 @@ def run_stream(options: StreamOptions) -> dict:
 
     if options.out is not None:
         check_writable(Path(options.out))
-    source = open_source(options.source, live=options.live)
-    resources: list = [source]
+    publisher = _publisher(options)  # key files and the endpoint are checked before the camera
+    resources: list = [] if publisher is None else [publisher]
     outputs = None
     try:
+        source = open_source(options.source, live=options.live)
+        resources.insert(0, source)
         K, maps = _camera(options, source.size)
         object_spec = _object_spec(options)
         transform = _transform(options)
-        publisher = _publisher(options)
-        if publisher is not None:
-            resources.append(publisher)
         backend, trained_with = _backend(options)
         hand_model = hand_model_for_weights(trained_with, options.hand_model, options.mano_dir)
         detector, object_detector = _detectors(options)

@@ -1,6 +1,7 @@
 """`hoposer train …`: synthetic data, supervised and self-training, evaluation (thin)."""
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Annotated
 
@@ -44,8 +45,10 @@ def synth(
 
     Example: hoposer train synth --out data/synth --frames 10000 --seed 0
     """
+    from hoposer.io import check_writable_folder
     from hoposer.train.synth import SynthOptions, generate
 
+    check_writable_folder(out)
     if split not in ("train", "evaluation"):
         raise HoposerError(f"--split must be train or evaluation, not {split!r}")
     options = SynthOptions(
@@ -107,12 +110,17 @@ def fit(
 
     Example: hoposer train fit --data data/synth --out runs/lite --config lite --epochs 20
     """
+    from hoposer.io import check_writable_folder
     from hoposer.train.fit import FitOptions
     from hoposer.train.fit import fit as run_fit
     from hoposer.train.losses import LOSS_PRESETS
 
     if loss not in LOSS_PRESETS:
         raise HoposerError(f"--loss must be one of {sorted(LOSS_PRESETS)}, not {loss!r}")
+    if not data.is_dir():
+        raise HoposerError(f"--data {data} does not exist or is not a folder (make one with "
+                           "`hoposer train synth --out FOLDER`, or give HO-3D's root)")  # fmt: skip
+    check_writable_folder(out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = FitOptions(
         data=str(data), out=str(out), config=config, epochs=epochs, batch_size=batch_size,
@@ -124,7 +132,12 @@ def fit(
         augment=augment, device=device, pseudo=list(pseudo or []), pseudo_ratio=pseudo_ratio,
         pseudo_filters=pseudo_filters,
     )  # fmt: skip
-    summary = run_fit(options, resume=resume)
+    fresh = not out.exists()
+    try:
+        summary = run_fit(options, resume=resume)
+    except BaseException:
+        _remove_if_unstarted(out, fresh)
+        raise
     print(json_text(summary, indent=2))
 
 
@@ -215,3 +228,12 @@ def pseudo(
         report = write_report(out)
         counts["funnel"] = report["funnel"]["all"]
     print(json_text(counts, indent=2))
+
+
+def _remove_if_unstarted(run: Path, fresh: bool) -> None:
+    """Remove the run folder this command made if it failed before writing more than options.
+
+    A failed start (bad data, a model that does not fit) must not leave an empty run behind.
+    """
+    if fresh and run.is_dir() and {p.name for p in run.iterdir()} <= {"options.json"}:
+        shutil.rmtree(run, ignore_errors=True)
