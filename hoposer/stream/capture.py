@@ -51,6 +51,7 @@ class Source:
     size: tuple[int, int] = (0, 0)  #: (width, height)
     length: int | None = None  #: frame count when known (files, folders)
     dropped: int = 0  #: frames a live source skipped because the consumer was busy
+    unreadable: int = 0  #: frames of a file that could not be decoded (skipped, not the end)
 
     def __iter__(self) -> Iterator[Frame]:  # noqa: D105
         raise NotImplementedError
@@ -108,12 +109,22 @@ class VideoFileSource(Source):
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.length = count if count > 0 else None
 
-    def __iter__(self) -> Iterator[Frame]:  # noqa: D105
-        image, index = self._first, 0
-        while image is not None:
-            yield Frame(index, time.perf_counter(), image)
-            ok, image = self._capture.read()
-            image = image if ok else None
+    def __iter__(self) -> Iterator[Frame]:
+        """Every decodable frame; a damaged one inside the file is counted and skipped.
+
+        Without a known frame count the first failed read ends the file.
+        """
+        yield Frame(0, time.perf_counter(), self._first)
+        index = 1
+        while self.length is None or index < self.length:
+            with _quiet_opencv():
+                ok, image = self._capture.read()
+            if ok and image is not None:
+                yield Frame(index, time.perf_counter(), image)
+            elif self.length is None:
+                return
+            else:
+                self.unreadable += 1
             index += 1
 
     def close(self) -> None:  # noqa: D102

@@ -87,10 +87,16 @@ def video(
     smooth: Smooth = True,
     relock: Relock = 3,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
+    allow_gaps: Annotated[
+        bool, typer.Option(help="accept a file whose damaged frames must be skipped (exit 0)")
+    ] = False,
 ) -> None:
     """Estimate hand and object poses in a video file; write an annotated video + poses.
 
-    Writes OUT, OUT.jsonl (one pose message per frame) and OUT.summary.json.
+    Writes OUT, OUT.jsonl (one pose message per frame) and OUT.summary.json, each replaced only
+    by a complete run. Stopped early (Ctrl-C), it keeps OUT.partial.mp4 (+ .jsonl, .summary.json)
+    and exits 130. Damaged frames inside the file are skipped, counted, and exit 2 unless
+    --allow-gaps.
 
     Example: hoposer video clip.mp4 --out result.mp4 --object box:0.06x0.1x0.04
     """
@@ -105,7 +111,7 @@ def video(
             camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics, publish=publish,
             allow_remote=allow_remote, hand_model=hand_model, mano_dir=mano_dir,
             detector=detector, hands=hands, smooth=smooth, relock=relock,
-            max_frames=max_frames,
+            max_frames=max_frames, allow_gaps=allow_gaps,
         )
     )  # fmt: skip
     _print_summary(summary, out)

@@ -28,6 +28,22 @@ def check_writable(out: Path) -> None:
         raise HoposerError(f"--out {out}: use a video file name ending in .mp4, .avi, .mkv or .mov")
 
 
+def check_not_input(out: Path, source: str) -> None:
+    """Refuse outputs that would overwrite the input clip (or a sibling it owns)."""
+    source_path = Path(source)
+    if not source_path.exists():
+        return  # a camera index or a URL
+    written = (out, out.with_suffix(".jsonl"), out.with_name(out.stem + ".summary.json"))
+    for path in written:
+        same = path.resolve() == source_path.resolve() or (
+            path.exists() and os.path.samefile(path, source_path)
+        )
+        if same:
+            raise HoposerError(
+                f"--out {out} would overwrite the input {source}: choose another file name"
+            )
+
+
 class VideoOutputs:
     """Annotated video + `<stem>.jsonl` + `<stem>.summary.json`, all renamed on `close()`."""
 
@@ -64,6 +80,27 @@ class VideoOutputs:
             os.replace(self._tmp_video, self.out)
         os.replace(self._tmp_jsonl, self.jsonl)
         write_text_atomic(self.summary, json_text(summary, indent=2) + "\n")
+
+    def keep_partial(self, summary: dict) -> Path:
+        """An interrupted run: keep what was written under visible `<stem>.partial.*` names.
+
+        Any earlier complete result at `out` stays untouched.
+
+        Returns:
+            The partial video's path.
+        """
+        video = self.out.with_name(f"{self.out.stem}.partial{self.out.suffix}")
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._lines.close()
+        if self.frames:
+            os.replace(self._tmp_video, video)
+        os.replace(self._tmp_jsonl, video.with_suffix(".jsonl"))
+        write_text_atomic(
+            video.with_name(video.stem + ".summary.json"), json_text(summary, indent=2) + "\n"
+        )
+        return video
 
     def abort(self) -> None:
         """Remove the partial files (an error or Ctrl-C before the end)."""

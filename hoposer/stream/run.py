@@ -6,7 +6,9 @@ thread at its own rate on the newest result, so drawing never slows inference. I
 every frame is processed and written, in order.
 """
 
+import contextlib
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hoposer.errors import HoposerError
+from hoposer.errors import HoposerError, InterruptedRunError, Terminated
 from hoposer.progress import ProgressBar
 from hoposer.stream.stabilizer import StabilizerOptions
 
@@ -55,6 +57,7 @@ class StreamOptions:
     selfie: bool = False
     hands: str = "auto"
     max_frames: int | None = None
+    allow_gaps: bool = False  #: a file with undecodable frames inside is not an error
     stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
     progress: bool = True
 
@@ -197,14 +200,26 @@ class LatestResult:
 
 
 def run_stream(options: StreamOptions) -> dict:
-    """Run `live` or `video`; returns the summary (also written beside `--out`)."""
+    """Run `live` or `video`; returns the summary (also written beside `--out`).
+
+    A file run stopped early (Ctrl-C, SIGTERM, the view's quit key) raises `InterruptedRunError`
+    after keeping its partial outputs under `<stem>.partial.*`; an existing result at `--out` is
+    only ever replaced by a complete one. SIGTERM unwinds like Ctrl-C, so no hidden temporary
+    file is left behind.
+    """
+    with _sigterm_as_interrupt():
+        return _run_stream(options)
+
+
+def _run_stream(options: StreamOptions) -> dict:
     from hoposer.model.hand import hand_model_for_weights
     from hoposer.stream.capture import open_source
-    from hoposer.stream.outputs import VideoOutputs, check_writable
+    from hoposer.stream.outputs import VideoOutputs, check_not_input, check_writable
     from hoposer.stream.pipeline import FrameProcessor
 
     if options.out is not None:
         check_writable(Path(options.out))
+        check_not_input(Path(options.out), options.source)
     publisher = _publisher(options)  # key files and the endpoint are checked before the camera
     resources: list = [] if publisher is None else [publisher]
     outputs = None
@@ -240,15 +255,64 @@ def run_stream(options: StreamOptions) -> dict:
             resources.append(viewer)
         args = (options, source, processor, publisher, outputs, viewer, K, object_spec)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
+        summary["unreadable_frames"] = source.unreadable
+        if summary["interrupted"] and not options.live:
+            _stop_interrupted(summary, outputs)
         if outputs is not None:
             outputs.close(summary)
             outputs = None
+        _check_gaps(options, source)
         return summary
     finally:
         if outputs is not None:
             outputs.abort()
         for resource in reversed(resources):
             resource.close()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM unwinds the run like Ctrl-C (outputs finished or kept, no hidden partial files)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_interrupted(summary: dict, outputs) -> None:
+    """A file run stopped before its end: never let the partial result replace a complete one."""
+    how = summary["interrupted"]
+    code = 143 if how == "SIGTERM" else 130
+    done = f"stopped ({how}) after {summary['frames']} frames"
+    if outputs is None:
+        raise InterruptedRunError(done, code)
+    partial = outputs.keep_partial(summary)
+    raise InterruptedRunError(
+        f"{done}; the partial result is in {partial} (+ .jsonl, .summary.json), and "
+        f"{outputs.out} was left as it was",
+        code,
+    )
+
+
+def _check_gaps(options: StreamOptions, source) -> None:
+    if not source.unreadable:
+        return
+    text = (
+        f"{source.unreadable} frame(s) of {options.source} could not be decoded and were skipped "
+        "(the outputs lack them; frame_index shows where)"
+    )
+    if options.allow_gaps:
+        log.warning(text)
+        return
+    raise HoposerError(f"{text}: re-encode or repair the file, or pass --allow-gaps to accept")
 
 
 def _publisher(options: StreamOptions):
@@ -301,6 +365,7 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
     bar = ProgressBar("frames", total, "{fps:.1f} frames/s", enabled=options.progress)
     faces = processor.hand_model.faces
     mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
+    interrupted = None
     try:
         for frame in source:
             result = processor.process(frame)
@@ -327,18 +392,21 @@ def _loop(options, source, processor, publisher, outputs, viewer, K, object_spec
             if viewer is not None:
                 viewer.offer(result, fps)
                 if viewer.quit_requested:
+                    interrupted = "quit"
                     break
             bar.update(frames, fps=fps)
             if options.max_frames is not None and frames >= options.max_frames:
                 break
-    except KeyboardInterrupt:
-        log.warning("interrupted after %d frames", frames)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
+        interrupted = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+        log.warning("interrupted (%s) after %d frames", interrupted, frames)
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
     return {
         "source": str(options.source),
         "frames": frames,
+        "interrupted": interrupted,
         "frames_with_hand": with_hand,
         "stable_fraction": stable / frames if frames else 0.0,
         "fps": frames / elapsed if elapsed > 0 else 0.0,
