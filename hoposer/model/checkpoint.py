@@ -111,6 +111,24 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> HandObjectNet:
     """Build the network described by a checkpoint and load its verified weights (eval mode)."""
     info = read_checkpoint_info(path)
+    state = _verified_state(info)
+    model = HandObjectNet(info.config)
+    load_exact(model, state, source=str(info.path))
+    return model.to(device).eval()
+
+
+def verify_checkpoint(path: str | Path) -> str:
+    """Read every tensor and check it against the header's checksum; returns that checksum.
+
+    Raises:
+        HoposerError: the tensors are unreadable or do not match (a damaged or altered file).
+    """
+    info = read_checkpoint_info(path)
+    _verified_state(info)
+    return info.metadata["tensors_sha256"]
+
+
+def _verified_state(info: CheckpointInfo) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(info.path), framework="pt", device="cpu") as f:
             state = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
@@ -124,9 +142,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Han
             f"{info.path}: weights do not match the checksum in its header (the file was "
             "altered or damaged); copy or export it again"
         )
-    model = HandObjectNet(info.config)
-    load_exact(model, state, source=str(info.path))
-    return model.to(device).eval()
+    return state
 
 
 def load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
