@@ -1,11 +1,15 @@
 """`hoposer live`, `hoposer video`, `hoposer listen`, `hoposer keys` (thin; logic in stream/)."""
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hoposer.errors import HoposerError
+
+log = logging.getLogger(__name__)
+SILENCE_HINT_S = 10.0  #: a listener without --timeout explains its silence after this long
 
 Backend = Annotated[
     str, typer.Option(help="auto | tensorrt | onnxruntime | torch (auto: best available)")
@@ -80,6 +84,8 @@ def video(
     extrinsics: Extrinsics = None,
     publish: Publish = None,
     allow_remote: AllowRemote = False,
+    curve_secret: CurveSecret = None,
+    curve_clients: CurveClients = None,
     hand_model: HandModelOpt = "auto",
     mano_dir: ManoDir = None,
     detector: Detector = "mediapipe",
@@ -109,7 +115,8 @@ def video(
             source=clip, live=False, out=out, panel=panel, view=view, backend=backend,
             weights=weights, onnx=onnx, plan=plan, device=device, object=object,
             camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics, publish=publish,
-            allow_remote=allow_remote, hand_model=hand_model, mano_dir=mano_dir,
+            allow_remote=allow_remote, curve_secret=curve_secret, curve_clients=curve_clients,
+            hand_model=hand_model, mano_dir=mano_dir,
             detector=detector, hands=hands, smooth=smooth, relock=relock,
             max_frames=max_frames, allow_gaps=allow_gaps,
         )
@@ -174,7 +181,10 @@ def listen(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON message per line")] = False,
     count: Annotated[int | None, typer.Option(help="exit after this many messages")] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="exit after this many seconds without a message")
+        float | None,
+        typer.Option(
+            help="exit after this many seconds without a message (exit 2 when none came at all)"
+        ),
     ] = None,
     curve_secret: Annotated[
         str | None, typer.Option(help="CURVE: this client's client.key_secret")
@@ -196,10 +206,20 @@ def listen(
     curve = None
     if curve_secret is not None:
         curve = CurveKeys(Path(curve_secret), server_public=Path(curve_server or ""))
+    elif curve_server is not None:
+        raise HoposerError("--curve-server needs --curve-secret (this client's .key_secret)")
     received = 0
     with PoseSubscriber(endpoint, curve) as subscriber:
         while count is None or received < count:
-            message = subscriber.receive(timeout_s=timeout)
+            wait = SILENCE_HINT_S if timeout is None and not received else timeout
+            message = subscriber.receive(timeout_s=wait)
+            if message is None and timeout is None and not received:
+                log.warning("no pose yet after %.0f s: %s", wait, subscriber.silence_hint())
+                continue  # no --timeout: keep waiting
+            if message is None and not received:
+                raise HoposerError(
+                    f"no pose from {endpoint} in {timeout:g} s: {subscriber.silence_hint()}"
+                )
             if message is None:
                 break
             received += 1

@@ -16,6 +16,7 @@ authentication uses key files made by `make_keys`.
 """
 
 import ipaddress
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from hoposer.stream.messages import encode_message
 
 TOPIC = "hoposer.pose"
 PREFIX = (TOPIC + " ").encode()  #: what every message starts with (and subscribers filter on)
+
+log = logging.getLogger(__name__)
 
 
 def message_age_s(message: dict) -> float:
@@ -41,6 +44,20 @@ class CurveKeys:
     secret: Path  #: this side's `.key_secret` file
     server_public: Path | None = None  #: subscriber side: the publisher's `.key` file
     authorized: Path | None = None  #: publisher side: folder of client `.key` files allowed in
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a (checked) endpoint stays on this machine (ipc/inproc, or tcp on loopback)."""
+    parsed = urlparse(endpoint)
+    if parsed.scheme != "tcp":
+        return True
+    host = parsed.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_endpoint(endpoint: str, allow_remote: bool) -> None:
@@ -65,14 +82,7 @@ def check_endpoint(endpoint: str, allow_remote: bool) -> None:
             f"bad endpoint {endpoint!r}: tcp needs a port from 1 to 65535, e.g. "
             "tcp://127.0.0.1:5555"
         )
-    host = parsed.hostname or ""
-    if host in ("localhost",):
-        return
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback and not allow_remote:
+    if not is_loopback(endpoint) and not allow_remote:
         raise HoposerError(
             f"{endpoint} would publish poses beyond this machine: pass --allow-remote to bind it "
             "(consider --curve for encryption), or use tcp://127.0.0.1:PORT"
@@ -105,6 +115,13 @@ class PosePublisher:
             raise
         self.endpoint = endpoint
         self.sent = 0
+        if curve is None and not is_loopback(endpoint):
+            log.warning(
+                "publishing on %s without CURVE: poses travel unencrypted and any machine that "
+                "can reach it may subscribe; make keys with `hoposer keys DIR` and pass "
+                "--curve-secret and --curve-clients",
+                endpoint,
+            )
 
     def publish(self, message: dict) -> None:
         """Send one message (replacing any older one still waiting for a slow subscriber)."""
@@ -153,10 +170,18 @@ class PoseSubscriber:
                 raise
         self.socket.setsockopt(zmq.SUBSCRIBE, PREFIX)
         self._monitor = self.socket.get_monitor_socket(
-            zmq.EVENT_CONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            zmq.EVENT_CONNECTED
+            | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_DISCONNECTED
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
         )
+        self.endpoint = endpoint
+        self.curve = curve
         self.connected: bool | None = None  #: None until the first connection event
-        self.ever_connected = False
+        self.ever_connected = False  #: a TCP connection to the publisher was made
+        self.handshake_failed = False  #: the publisher refused the keys (or spoke another way)
         self.socket.connect(endpoint)
         self.invalid = self.skipped = self.after_close = 0
         self._last_index: int | None = None
@@ -165,12 +190,44 @@ class PoseSubscriber:
         import zmq
         from zmq.utils.monitor import recv_monitor_message
 
+        failed = (
+            zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        )
         while self._monitor.poll(0):
             event = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)["event"]
             if event == zmq.EVENT_DISCONNECTED:
                 self.connected = False
+            elif event & failed:
+                self.handshake_failed = True
             else:
                 self.connected = self.ever_connected = True
+
+    def silence_hint(self) -> str:
+        """Why nothing may have arrived: what the connection events say, and what to check."""
+        self._read_events()
+        if self.handshake_failed and self.curve is not None:
+            return (
+                "the publisher refused this client's CURVE handshake: --curve-server must be "
+                "the publisher's server.key and this client's .key must be in the publisher's "
+                "--curve-clients folder"
+            )
+        if self.handshake_failed:
+            return (
+                "the handshake with the publisher failed: it probably uses CURVE; pass "
+                "--curve-secret (this client's .key_secret) and --curve-server (its server.key)"
+            )
+        if not self.ever_connected:
+            return (
+                f"nothing is listening at {self.endpoint}: is `hoposer live` (or `video "
+                "--publish`) running with this --publish endpoint, and is the port reachable?"
+            )
+        return (
+            "connected, but the publisher sent nothing: is it still starting (loading the "
+            "model) or stopped?"
+            + (" With CURVE, check that --curve-server is its server.key" if self.curve else "")
+        )
 
     def receive(self, timeout_s: float | None = None) -> dict | None:
         """The newest message, or None after `timeout_s` seconds without a valid one.
@@ -286,6 +343,12 @@ def _serve_curve(context, socket, curve: CurveKeys):
     _set_keys(socket, curve.secret, secretkey=secret, publickey=public)
     socket.setsockopt(zmq.CURVE_SERVER, 1)
     if curve.authorized is None:
+        log.warning(
+            "CURVE without --curve-clients: poses are encrypted, but any client holding the "
+            "server's public key (%s) may subscribe; pass --curve-clients DIR to admit only the "
+            "client keys in DIR",
+            curve.secret.with_suffix(".key").name,
+        )
         return None
     if not curve.authorized.is_dir():
         raise HoposerError(f"{curve.authorized} is not a folder of client .key files")

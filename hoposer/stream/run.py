@@ -321,6 +321,11 @@ def _publisher(options: StreamOptions):
     from hoposer.stream.publish import CurveKeys, PosePublisher
 
     curve = None
+    if options.curve_clients is not None and options.curve_secret is None:
+        raise HoposerError(
+            "--curve-clients needs --curve-secret (the publisher's server.key_secret from "
+            "`hoposer keys DIR`)"
+        )
     if options.curve_secret is not None:
         curve = CurveKeys(
             Path(options.curve_secret),
