@@ -60,11 +60,12 @@ class Source:
         """Release the device or file."""
 
 
-def open_source(spec: str | int, live: bool = False) -> Source:
+def open_source(spec: str | int, live: bool = False, loop: bool = False) -> Source:
     """Open `spec`: a camera index (`0`), a video file, a folder of images, or a URL.
 
     With `live`, a video file is played like a camera: at its own frame rate, newest frame only
-    (what `hoposer live --camera clip.mp4` does); otherwise files give every frame in order.
+    (what `hoposer live --camera clip.mp4` does), from the start again at its end with `loop`
+    (a camera that never stops, for soak tests); otherwise files give every frame in order.
 
     Raises:
         HoposerError: the camera, file or folder cannot be opened or holds no frames.
@@ -83,7 +84,7 @@ def open_source(spec: str | int, live: bool = False) -> Source:
         )
     if live:
         VideoFileSource(path).close()  # same checks and messages as for `video`
-        return LiveSource(str(path), str(path), paced=True)
+        return LiveSource(str(path), str(path), paced=True, loop=loop)
     return VideoFileSource(path)
 
 
@@ -160,10 +161,16 @@ class LiveSource(Source):
     live = True
 
     def __init__(
-        self, device: int | str, name: str, paced: bool = False, open_timeout_s: float = 10.0
+        self,
+        device: int | str,
+        name: str,
+        paced: bool = False,
+        open_timeout_s: float = 10.0,
+        loop: bool = False,
     ) -> None:
         self.name = name
         self.paced = paced
+        self.loop = loop
         with _quiet_opencv():  # OpenCV logs its own warnings for a missing device
             self._capture = cv2.VideoCapture(device)
         if not self._capture.isOpened():
@@ -201,6 +208,9 @@ class LiveSource(Source):
                 next_due += period
                 time.sleep(max(0.0, next_due - time.perf_counter()))
             ok, image = self._capture.read()
+            if not ok and self.loop and self._delivered:  # a looping file: start again
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, image = self._capture.read()
             stamp = time.perf_counter()
             with self._lock:
                 if not ok or image is None:

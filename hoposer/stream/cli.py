@@ -128,6 +128,9 @@ def live(
     camera: Annotated[
         str, typer.Option(help="camera index, RTSP/HTTP URL, or a video file played live")
     ] = "0",
+    loop: Annotated[
+        bool, typer.Option(help="a video file given as --camera plays again from its start")
+    ] = False,
     view: Annotated[bool, typer.Option(help="show the Open3D and overlay windows")] = True,
     out: Annotated[str | None, typer.Option("--out", "-o", help="also record to .mp4")] = None,
     backend: Backend = "auto",
@@ -164,8 +167,9 @@ def live(
 
     summary = run_stream(
         _options(
-            source=camera, live=True, out=out, view=view, backend=backend, weights=weights,
-            onnx=onnx, plan=plan, device=device, precision=precision, compile=compile,
+            source=camera, live=True, loop=loop, out=out, view=view, backend=backend,
+            weights=weights, onnx=onnx, plan=plan, device=device, precision=precision,
+            compile=compile,
             object=object, camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics,
             publish=publish, allow_remote=allow_remote, curve_secret=curve_secret,
             curve_clients=curve_clients, hand_model=hand_model, mano_dir=mano_dir,
@@ -284,6 +288,8 @@ def _print_summary(summary: dict, out: str | None) -> None:
         f"engine p50 {engine.get('p50', float('nan')):.1f} ms, frame→publish p50 "
         f"{end.get('p50', float('nan')):.1f} ms"
     )
+    if summary.get("published"):
+        print(f"published {summary['published']} messages")
     if out:
         print(f"wrote {out}, {Path(out).with_suffix('.jsonl')}")
 

@@ -149,7 +149,9 @@ class PoseSubscriber:
 
     Attributes:
         invalid: payloads skipped because they were not strict JSON.
-        skipped: frames the publisher sent that this subscriber never saw (it read too slowly).
+        skipped: gaps in `frame_index` between the messages it returned: frames it never saw,
+            because it read too slowly or the publisher skipped them (a live camera's dropped
+            frames).
         after_close: poses dropped because their publisher had gone away before they were read.
     """
 

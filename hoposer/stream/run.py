@@ -32,6 +32,7 @@ class StreamOptions:
 
     source: str
     live: bool = False
+    loop: bool = False  #: live from a file: play it again from the start at its end
     out: str | None = None
     panel: bool = False
     view: bool = True
@@ -224,7 +225,7 @@ def _run_stream(options: StreamOptions) -> dict:
     resources: list = [] if publisher is None else [publisher]
     outputs = None
     try:
-        source = open_source(options.source, live=options.live)
+        source = open_source(options.source, live=options.live, loop=options.loop)
         resources.insert(0, source)
         K, maps = _camera(options, source.size)
         object_spec = _object_spec(options)

@@ -61,3 +61,20 @@ def test_a_subscriber_sleeping_1s_per_message_gets_fresh_poses_and_nothing_after
     assert after_close is None, f"frame {after_close['frame_index']} arrived after close"
     assert subscriber.skipped >= indices[-1] - len(indices)  # the gaps it did not see
     assert subscriber.after_close == 1  # the pose waiting when it closed was dropped, not read
+
+
+def test_a_looping_file_played_as_a_camera_never_ends(tmp_path):
+    from hoposer.stream.capture import open_source
+    from hoposer.stream.example import write_example
+
+    clip = write_example(tmp_path / "clip.mp4", frames=4, with_hand=False)
+    source = open_source(clip, live=True, loop=True)
+    try:
+        frames = []
+        for frame in source:
+            frames.append(frame.index)
+            if len(frames) == 10:
+                break
+    finally:
+        source.close()
+    assert len(frames) == 10 and frames == sorted(frames)  # past the clip's 4 frames
