@@ -81,7 +81,10 @@ def finite_or_null(value, path: str = "", found: list[str] | None = None):
 
 def json_text(value, **dumps_kwargs) -> str:
     """`json.dumps` that never writes NaN/Infinity: non-finite numbers become null."""
-    return json.dumps(finite_or_null(value), allow_nan=False, **dumps_kwargs)
+    try:
+        return json.dumps(value, allow_nan=False, **dumps_kwargs)
+    except (ValueError, TypeError):  # NaN/inf, or numpy scalars `finite_or_null` converts
+        return json.dumps(finite_or_null(value), allow_nan=False, **dumps_kwargs)
 
 
 def loads_strict(text: str | bytes):

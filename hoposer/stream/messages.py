@@ -159,4 +159,7 @@ def strict_message(message: dict) -> dict:
 
 def encode_message(message: dict) -> str:
     """One message as a line of strict JSON (no NaN/Infinity, see `strict_message`)."""
-    return json.dumps(strict_message(message), separators=(",", ":"), allow_nan=False)
+    try:  # the usual, all-finite message: no walk over its ~250 numbers
+        return json.dumps(message, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):  # NaN/inf, or numpy scalars the walk converts
+        return json.dumps(strict_message(message), separators=(",", ":"), allow_nan=False)
