@@ -10,7 +10,6 @@ one config: `hoposer engine bench --config lite --backend onnxruntime,torch --de
 """
 
 import argparse
-import json
 
 from hoposer.engine.backends import BackendOptions, random_model
 from hoposer.engine.bench import format_table, machine_description, run_benchmark
@@ -50,10 +49,10 @@ def main() -> None:
             )
             print(f"{r.config}: onnxruntime is {torch_row.p50_ms / r.p50_ms:.2f}× torch at batch 1")
     if args.json:
-        from hoposer.io import write_text_atomic
+        from hoposer.io import json_text, write_text_atomic
 
         data = {"machine": machine, "rows": [r.__dict__ for r in rows]}
-        write_text_atomic(args.json, json.dumps(data, indent=2) + "\n")
+        write_text_atomic(args.json, json_text(data, indent=2) + "\n")
 
 
 if __name__ == "__main__":

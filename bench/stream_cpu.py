@@ -7,13 +7,13 @@ Prints the summary's per-stage p50/p99 table (markdown) and the end-to-end frame
 """
 
 import argparse
-import json
 import platform
 import tempfile
 from pathlib import Path
 
 import torch
 
+from hoposer.io import json_text
 from hoposer.stream.example import EXAMPLE_OBJECT, write_example
 from hoposer.stream.run import StreamOptions, run_stream
 
@@ -48,7 +48,7 @@ def main() -> None:
             s = summary["latency_ms"][stage]
             print(f"| {stage} | {s['p50']:.1f} | {s['p99']:.1f} |")
     print(f"\nend to end: {summary['fps']:.1f} frames/s, dropped {summary['dropped_frames']}")
-    print(json.dumps({k: summary[k] for k in ("frames", "frames_with_hand", "stable_fraction")}))
+    print(json_text({k: summary[k] for k in ("frames", "frames_with_hand", "stable_fraction")}))
 
 
 if __name__ == "__main__":

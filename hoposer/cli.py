@@ -10,7 +10,8 @@ import typer
 
 from hoposer.calib.cli import calib_app
 from hoposer.engine.cli import engine_app
-from hoposer.errors import HoposerError
+from hoposer.errors import HoposerError, InterruptedRunError, Terminated
+from hoposer.io import json_text
 from hoposer.stream.cli import register as register_stream_commands
 from hoposer.train.cli import train_app
 
@@ -66,7 +67,7 @@ def weights_info(
 
     info = read_checkpoint_info(checkpoint)
     meta = {k: v for k, v in info.metadata.items() if k not in ("config", "tensors_sha256")}
-    print(json.dumps({"config": json.loads(info.config.to_json()), **meta}, indent=2))
+    print(json_text({"config": json.loads(info.config.to_json()), **meta}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,8 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="hoposer")
     except SystemExit as done:  # click exits on its own for --help and usage errors
         return done.code if isinstance(done.code, int) else int(done.code is not None)
+    except InterruptedRunError as err:
+        print(f"hoposer: interrupted: {err}", file=sys.stderr)
+        return err.exit_code
     except HoposerError as err:
         print(f"hoposer: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # Ctrl-C (or SIGTERM) outside a stream's frame loop
+        print("hoposer: interrupted", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    except OSError as err:  # a file system refusal no check foresaw: still one line, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"hoposer: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,10 +1,19 @@
-"""Writing files so that a crash or a full disk never leaves a half-written one behind."""
+"""Files that a crash never leaves half-written, and JSON that every parser accepts.
+
+JSON written through `json_text` never holds NaN or Infinity (see `finite_or_null`).
+"""
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
+
+from hoposer.errors import HoposerError
 
 
 @contextlib.contextmanager
@@ -48,3 +57,84 @@ def _umask() -> int:
     except OSError:
         pass
     return 0o022
+
+
+def finite_or_null(value, path: str = "", found: list[str] | None = None):
+    """A copy of a JSON-like value with every NaN/±inf number replaced by None.
+
+    JSON has no NaN or Infinity (RFC 8259): Python's `json` writes them as bare tokens that strict
+    parsers (JavaScript's `JSON.parse`, Go, Rust's serde) reject. When `found` is given, the
+    dotted path of each replaced number is appended to it (list indices dropped, each path once).
+    """
+    if isinstance(value, float | np.floating):
+        if math.isfinite(value):
+            return float(value)
+        if found is not None and path not in found:
+            found.append(path)
+        return None
+    if isinstance(value, dict):
+        prefix = f"{path}." if path else ""
+        return {k: finite_or_null(v, f"{prefix}{k}", found) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v, path, found) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def json_text(value, **dumps_kwargs) -> str:
+    """`json.dumps` that never writes NaN/Infinity: non-finite numbers become null."""
+    try:
+        return json.dumps(value, allow_nan=False, **dumps_kwargs)
+    except (ValueError, TypeError):  # NaN/inf, or numpy scalars `finite_or_null` converts
+        return json.dumps(finite_or_null(value), allow_nan=False, **dumps_kwargs)
+
+
+def loads_strict(text: str | bytes):
+    """`json.loads` that refuses NaN/Infinity tokens, as JavaScript's `JSON.parse` does."""
+
+    def refuse(token: str):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def check_writable_file(path: str | Path, option: str = "--out") -> Path:
+    """Fail early, with one line, when the file `path` cannot be created (its folder must exist).
+
+    The folder is probed by creating a temporary file in it, so read-only mounts, `/proc` and
+    full disks are caught as well as permissions (which do not stop root).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise HoposerError(f"{option} {path} is a folder: give a file name")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise HoposerError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise HoposerError(f"cannot write {path}: folder {parent} does not exist")
+    _probe(parent, path, option)
+    return path
+
+
+def check_writable_folder(path: str | Path, option: str = "--out") -> Path:
+    """Fail early when the folder `path` cannot be written or created (nothing is created)."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HoposerError(f"cannot write {path}: {existing} is a file, not a folder")
+    _probe(existing, path, option)
+    return path
+
+
+def _probe(folder: Path, target: Path, option: str) -> None:
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise HoposerError(
+            f"cannot write {target}: folder {folder} is not writable ({err.strerror}); choose "
+            f"another {option}"
+        ) from None

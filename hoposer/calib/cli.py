@@ -108,7 +108,9 @@ def board_cmd(
       hoposer calib board --board charuco:5x7 --square 0.04 --marker 0.03 --dict 4X4_50 --out b.pdf
     """
     from hoposer.calib.boards import write_board
+    from hoposer.io import check_writable_file
 
+    check_writable_file(out)
     spec = _board(board, square, marker, dictionary)
     write_board(spec, out, dpi=dpi)
     w, h = spec.size_m
@@ -157,6 +159,11 @@ def camera_cmd(
     )
     from hoposer.calib.intrinsics import CalibrationOptions, ViewSelector, calibrate
     from hoposer.calib.report import render_report, write_png
+    from hoposer.io import check_writable_file
+
+    check_writable_file(out)  # before calibrating, not after
+    if report is not None:
+        check_writable_file(report, "--report")
 
     _one_source(images, video, camera)
     spec = _board(board, square, marker, dictionary)
@@ -284,6 +291,9 @@ def robot_cmd(
     from hoposer.calib import extrinsics as ex
     from hoposer.calib.camera_info import read_camera_info
     from hoposer.calib.detect import BoardDetector, list_images, no_board_error, read_image
+    from hoposer.io import check_writable_file
+
+    check_writable_file(out)
 
     info = read_camera_info(camera_info)
     spec = _board(board, square, marker, dictionary)
@@ -409,7 +419,9 @@ def synth_cmd(
     from hoposer.calib import synthetic as sy
     from hoposer.calib.camera_info import CameraInfo, write_camera_info
     from hoposer.calib.report import write_png
+    from hoposer.io import check_writable_folder
 
+    check_writable_folder(out)
     spec = _board(board, square, marker, dictionary)
     scenes = ("camera", "marker", "eye-in-hand", "eye-to-hand")
     if scene not in scenes:

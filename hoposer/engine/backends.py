@@ -18,6 +18,7 @@ views of its numpy results). `hoposer.decode` accepts them as they are.
 
 import difflib
 import importlib.util
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -310,19 +311,53 @@ def _open_torch(weights, config, onnx, plan, device, options) -> Backend:
     return TorchBackend(model, device, options)
 
 
+def cache_root() -> Path:
+    """`$HOPOSER_CACHE_DIR`, default `~/.cache/hoposer`."""
+    return Path(os.environ.get("HOPOSER_CACHE_DIR", Path.home() / ".cache" / "hoposer"))
+
+
+def verified_weights_sha256(weights: str | Path) -> str:
+    """The checkpoint's tensors checksum, checked against its tensors once per file content.
+
+    A header only claims a checksum; this reads the tensors and checks the claim, so a damaged
+    file is refused whichever backend runs it. The result is remembered under
+    `cache_root()/verified/<SHA-256 of the file's bytes>`: hashing the bytes (fast) is repeated
+    every time, the tensor check only for content not seen before.
+
+    Raises:
+        HoposerError: the tensors do not match the header's checksum.
+    """
+    from hoposer.engine.export import file_sha256
+    from hoposer.io import write_text_atomic
+    from hoposer.model.checkpoint import read_checkpoint_info, verify_checkpoint
+
+    info = read_checkpoint_info(weights)
+    claimed = info.metadata.get("tensors_sha256", "")
+    marker = cache_root() / "verified" / file_sha256(info.path)
+    if marker.is_file() and marker.read_text().strip() == claimed:
+        return claimed
+    verify_checkpoint(info.path)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(marker, claimed + "\n")
+    except OSError:
+        pass  # a read-only cache only costs verifying again next time
+    return claimed
+
+
 def cached_onnx(weights: str | Path) -> Path:
     """An ONNX export of a checkpoint, made once and kept in the cache folder.
 
-    The file is named after the checkpoint's weights hash, so new weights get a new export. The
-    folder is `$HOPOSER_CACHE_DIR/onnx`, default `~/.cache/hoposer/onnx`.
+    The file is named after the checkpoint's verified weights checksum
+    (`verified_weights_sha256`), so new weights get a new export and a damaged file never
+    reaches an export made from the intact one. The folder is `cache_root()/onnx`.
     """
     from hoposer.engine.export import export_onnx
     from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 
     info = read_checkpoint_info(weights)
-    digest = info.metadata.get("tensors_sha256", "")[:16]
-    root = Path(os.environ.get("HOPOSER_CACHE_DIR", Path.home() / ".cache" / "hoposer"))
-    path = root / "onnx" / f"{info.config.name}-{info.config.input_size}-{digest}.onnx"
+    sha256 = verified_weights_sha256(weights)
+    path = cache_root() / "onnx" / f"{info.config.name}-{info.config.input_size}-{sha256[:16]}.onnx"
     if not path.is_file():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -331,7 +366,7 @@ def cached_onnx(weights: str | Path) -> Path:
                 f"cannot create the ONNX cache {path.parent} ({err.strerror}): set "
                 "HOPOSER_CACHE_DIR to a writable folder, or pass --onnx"
             ) from None
-        export_onnx(load_checkpoint(weights), path, weights_sha256=info.metadata["tensors_sha256"])
+        export_onnx(load_checkpoint(weights), path, weights_sha256=sha256)
     return path
 
 
@@ -350,20 +385,28 @@ def _open_onnxruntime(weights, config, onnx, plan, device, options) -> Backend:
 
 
 def _open_tensorrt(weights, config, onnx, plan, device, options) -> Backend:
-    from hoposer.engine.tensorrt import TensorRTBackend
+    from hoposer.engine.tensorrt import TensorRTBackend, plan_sidecar_path
 
     if plan is None:
         raise HoposerError(
             "the tensorrt backend needs a plan (--plan); build one with "
             "'hoposer engine build model.onnx --out model.plan'"
         )
+    if weights is not None:  # the plan must come from these (intact) weights
+        sidecar = plan_sidecar_path(plan)
+        recorded = None
+        if sidecar.is_file():
+            recorded = json.loads(sidecar.read_text()).get("weights_sha256")
+        if recorded != verified_weights_sha256(weights):
+            raise HoposerError(
+                f"{plan} was not built from {weights} (its {sidecar.name} records other weights "
+                "or none); build it again from an export of these weights"
+            )
     return TensorRTBackend(plan, onnx_path=onnx, device=device, options=options)
 
 
 def _check_same_weights(onnx_sha: str, weights, onnx) -> None:
-    from hoposer.model.checkpoint import read_checkpoint_info
-
-    ckpt_sha = read_checkpoint_info(weights).metadata.get("tensors_sha256", "")
+    ckpt_sha = verified_weights_sha256(weights)
     if onnx_sha != ckpt_sha:
         raise HoposerError(
             f"{onnx} was exported from other weights than {weights}; export it again"

@@ -13,7 +13,6 @@ model loaded before it in the same process.
 """
 
 import copy
-import json
 import platform
 import resource
 import sys
@@ -35,7 +34,7 @@ from hoposer.engine.backends import (
 )
 from hoposer.engine.export import example_inputs, export_onnx
 from hoposer.errors import HoposerError
-from hoposer.io import write_text_atomic
+from hoposer.io import json_text, write_text_atomic
 from hoposer.model.network import HandObjectNet, RawOutputs
 from hoposer.threads import available_cores
 
@@ -242,5 +241,5 @@ def save_rows(rows: Sequence[BenchRow], path: str | Path, command: str = "") -> 
     if not path.parent.is_dir():
         raise HoposerError(f"cannot write {path}: directory {path.parent} does not exist")
     data = {"command": command, "machine": machine_description(), "rows": [asdict(r) for r in rows]}
-    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+    write_text_atomic(path, json_text(data, indent=2) + "\n")
     return path

@@ -68,7 +68,9 @@ def export(
         hoposer engine export --config lite --out lite.onnx
     """
     from hoposer.engine.export import export_onnx
+    from hoposer.io import check_writable_file
 
+    check_writable_file(out)
     model = _load_model(weights, config, input_size)
     digest = None
     if weights is not None:

@@ -23,7 +23,7 @@ import torch
 
 from hoposer import __version__
 from hoposer.errors import HoposerError
-from hoposer.io import atomic_path, write_text_atomic
+from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.config import ModelConfig
 from hoposer.model.network import RawOutputs
 
@@ -323,7 +323,7 @@ def build_engine(
         "hoposer_version": __version__,
         "host": platform.node(),
     }
-    write_text_atomic(plan_sidecar_path(plan_path), json.dumps(sidecar, indent=2) + "\n")
+    write_text_atomic(plan_sidecar_path(plan_path), json_text(sidecar, indent=2) + "\n")
     return plan_path
 
 

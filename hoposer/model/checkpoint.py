@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from hoposer import __version__
 from hoposer.errors import HoposerError
-from hoposer.io import atomic_path, write_text_atomic
+from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.config import ModelConfig
 from hoposer.model.network import HandObjectNet
 
@@ -84,7 +84,7 @@ def save_checkpoint(
     sidecar = {k: v for k, v in header.items() if k != "config"}
     sidecar["config"] = json.loads(header["config"])
     sidecar["parameters"] = sum(p.numel() for p in model.parameters())
-    write_text_atomic(path.with_suffix(".json"), json.dumps(sidecar, indent=2) + "\n")
+    write_text_atomic(path.with_suffix(".json"), json_text(sidecar, indent=2) + "\n")
     return path
 
 
@@ -111,6 +111,24 @@ def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> HandObjectNet:
     """Build the network described by a checkpoint and load its verified weights (eval mode)."""
     info = read_checkpoint_info(path)
+    state = _verified_state(info)
+    model = HandObjectNet(info.config)
+    load_exact(model, state, source=str(info.path))
+    return model.to(device).eval()
+
+
+def verify_checkpoint(path: str | Path) -> str:
+    """Read every tensor and check it against the header's checksum; returns that checksum.
+
+    Raises:
+        HoposerError: the tensors are unreadable or do not match (a damaged or altered file).
+    """
+    info = read_checkpoint_info(path)
+    _verified_state(info)
+    return info.metadata["tensors_sha256"]
+
+
+def _verified_state(info: CheckpointInfo) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(info.path), framework="pt", device="cpu") as f:
             state = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
@@ -124,9 +142,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Han
             f"{info.path}: weights do not match the checksum in its header (the file was "
             "altered or damaged); copy or export it again"
         )
-    model = HandObjectNet(info.config)
-    load_exact(model, state, source=str(info.path))
-    return model.to(device).eval()
+    return state
 
 
 def load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -51,6 +51,7 @@ class Source:
     size: tuple[int, int] = (0, 0)  #: (width, height)
     length: int | None = None  #: frame count when known (files, folders)
     dropped: int = 0  #: frames a live source skipped because the consumer was busy
+    unreadable: int = 0  #: frames of a file that could not be decoded (skipped, not the end)
 
     def __iter__(self) -> Iterator[Frame]:  # noqa: D105
         raise NotImplementedError
@@ -59,11 +60,12 @@ class Source:
         """Release the device or file."""
 
 
-def open_source(spec: str | int, live: bool = False) -> Source:
+def open_source(spec: str | int, live: bool = False, loop: bool = False) -> Source:
     """Open `spec`: a camera index (`0`), a video file, a folder of images, or a URL.
 
     With `live`, a video file is played like a camera: at its own frame rate, newest frame only
-    (what `hoposer live --camera clip.mp4` does); otherwise files give every frame in order.
+    (what `hoposer live --camera clip.mp4` does), from the start again at its end with `loop`
+    (a camera that never stops, for soak tests); otherwise files give every frame in order.
 
     Raises:
         HoposerError: the camera, file or folder cannot be opened or holds no frames.
@@ -82,7 +84,7 @@ def open_source(spec: str | int, live: bool = False) -> Source:
         )
     if live:
         VideoFileSource(path).close()  # same checks and messages as for `video`
-        return LiveSource(str(path), str(path), paced=True)
+        return LiveSource(str(path), str(path), paced=True, loop=loop)
     return VideoFileSource(path)
 
 
@@ -108,12 +110,22 @@ class VideoFileSource(Source):
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.length = count if count > 0 else None
 
-    def __iter__(self) -> Iterator[Frame]:  # noqa: D105
-        image, index = self._first, 0
-        while image is not None:
-            yield Frame(index, time.perf_counter(), image)
-            ok, image = self._capture.read()
-            image = image if ok else None
+    def __iter__(self) -> Iterator[Frame]:
+        """Every decodable frame; a damaged one inside the file is counted and skipped.
+
+        Without a known frame count the first failed read ends the file.
+        """
+        yield Frame(0, time.perf_counter(), self._first)
+        index = 1
+        while self.length is None or index < self.length:
+            with _quiet_opencv():
+                ok, image = self._capture.read()
+            if ok and image is not None:
+                yield Frame(index, time.perf_counter(), image)
+            elif self.length is None:
+                return
+            else:
+                self.unreadable += 1
             index += 1
 
     def close(self) -> None:  # noqa: D102
@@ -149,10 +161,16 @@ class LiveSource(Source):
     live = True
 
     def __init__(
-        self, device: int | str, name: str, paced: bool = False, open_timeout_s: float = 10.0
+        self,
+        device: int | str,
+        name: str,
+        paced: bool = False,
+        open_timeout_s: float = 10.0,
+        loop: bool = False,
     ) -> None:
         self.name = name
         self.paced = paced
+        self.loop = loop
         with _quiet_opencv():  # OpenCV logs its own warnings for a missing device
             self._capture = cv2.VideoCapture(device)
         if not self._capture.isOpened():
@@ -190,6 +208,9 @@ class LiveSource(Source):
                 next_due += period
                 time.sleep(max(0.0, next_due - time.perf_counter()))
             ok, image = self._capture.read()
+            if not ok and self.loop and self._delivered:  # a looping file: start again
+                self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                ok, image = self._capture.read()
             stamp = time.perf_counter()
             with self._lock:
                 if not ok or image is None:

@@ -1,12 +1,15 @@
 """`hoposer live`, `hoposer video`, `hoposer listen`, `hoposer keys` (thin; logic in stream/)."""
 
-import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hoposer.errors import HoposerError
+
+log = logging.getLogger(__name__)
+SILENCE_HINT_S = 10.0  #: a listener without --timeout explains its silence after this long
 
 Backend = Annotated[
     str, typer.Option(help="auto | tensorrt | onnxruntime | torch (auto: best available)")
@@ -103,6 +106,8 @@ def video(
     extrinsics: Extrinsics = None,
     publish: Publish = None,
     allow_remote: AllowRemote = False,
+    curve_secret: CurveSecret = None,
+    curve_clients: CurveClients = None,
     hand_model: HandModelOpt = "auto",
     mano_dir: ManoDir = None,
     detector: Detector = "mediapipe",
@@ -112,10 +117,16 @@ def video(
     relock: Relock = 3,
     threads: Threads = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
+    allow_gaps: Annotated[
+        bool, typer.Option(help="accept a file whose damaged frames must be skipped (exit 0)")
+    ] = False,
 ) -> None:
     """Estimate hand and object poses in a video file; write an annotated video + poses.
 
-    Writes OUT, OUT.jsonl (one pose message per frame) and OUT.summary.json.
+    Writes OUT, OUT.jsonl (one pose message per frame) and OUT.summary.json, each replaced only
+    by a complete run. Stopped early (Ctrl-C), it keeps OUT.partial.mp4 (+ .jsonl, .summary.json)
+    and exits 130. Damaged frames inside the file are skipped, counted, and exit 2 unless
+    --allow-gaps.
 
     Example: hoposer video clip.mp4 --out result.mp4 --object box:0.06x0.1x0.04
     """
@@ -128,9 +139,10 @@ def video(
             source=clip, live=False, out=out, panel=panel, mesh=mesh, view=view, backend=backend,
             weights=weights, onnx=onnx, plan=plan, device=device, object=object,
             camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics, publish=publish,
-            allow_remote=allow_remote, hand_model=hand_model, mano_dir=mano_dir,
+            allow_remote=allow_remote, curve_secret=curve_secret, curve_clients=curve_clients,
+            hand_model=hand_model, mano_dir=mano_dir,
             detector=detector, hands=hands, refine=refine, smooth=smooth, relock=relock,
-            max_frames=max_frames, threads=threads,
+            max_frames=max_frames, threads=threads, allow_gaps=allow_gaps,
         )
     )  # fmt: skip
     _print_summary(summary, out)
@@ -140,6 +152,9 @@ def live(
     camera: Annotated[
         str, typer.Option(help="camera index, RTSP/HTTP URL, or a video file played live")
     ] = "0",
+    loop: Annotated[
+        bool, typer.Option(help="a video file given as --camera plays again from its start")
+    ] = False,
     view: Annotated[bool, typer.Option(help="show the Open3D and overlay windows")] = True,
     out: Annotated[str | None, typer.Option("--out", "-o", help="also record to .mp4")] = None,
     mesh: Annotated[
@@ -181,9 +196,9 @@ def live(
 
     summary = run_stream(
         _options(
-            source=camera, live=True, out=out, mesh=mesh, view=view, backend=backend,
-            weights=weights,
-            onnx=onnx, plan=plan, device=device, precision=precision, compile=compile,
+            source=camera, live=True, loop=loop, out=out, mesh=mesh, view=view, backend=backend,
+            weights=weights, onnx=onnx, plan=plan, device=device, precision=precision,
+            compile=compile,
             object=object, camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics,
             publish=publish, allow_remote=allow_remote, curve_secret=curve_secret,
             curve_clients=curve_clients, hand_model=hand_model, mano_dir=mano_dir,
@@ -199,7 +214,10 @@ def listen(
     as_json: Annotated[bool, typer.Option("--json", help="one JSON message per line")] = False,
     count: Annotated[int | None, typer.Option(help="exit after this many messages")] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="exit after this many seconds without a message")
+        float | None,
+        typer.Option(
+            help="exit after this many seconds without a message (exit 2 when none came at all)"
+        ),
     ] = None,
     curve_secret: Annotated[
         str | None, typer.Option(help="CURVE: this client's client.key_secret")
@@ -210,37 +228,53 @@ def listen(
 ) -> None:
     """Print the pose messages a `hoposer live`/`video --publish` sends (reference subscriber).
 
+    Only the newest pose is kept: a slow reader skips to it, never reads a backlog. Each line
+    shows the pose's age (seconds since its frame was captured).
+
     Example: hoposer listen tcp://127.0.0.1:5555 --json | jq .object.pose
     """
+    from hoposer.io import json_text
     from hoposer.stream.publish import CurveKeys, PoseSubscriber
 
     curve = None
     if curve_secret is not None:
         curve = CurveKeys(Path(curve_secret), server_public=Path(curve_server or ""))
+    elif curve_server is not None:
+        raise HoposerError("--curve-server needs --curve-secret (this client's .key_secret)")
     received = 0
     with PoseSubscriber(endpoint, curve) as subscriber:
         while count is None or received < count:
-            message = subscriber.receive(timeout_s=timeout)
+            wait = SILENCE_HINT_S if timeout is None and not received else timeout
+            message = subscriber.receive(timeout_s=wait)
+            if message is None and timeout is None and not received:
+                log.warning("no pose yet after %.0f s: %s", wait, subscriber.silence_hint())
+                continue  # no --timeout: keep waiting
+            if message is None and not received:
+                raise HoposerError(
+                    f"no pose from {endpoint} in {timeout:g} s: {subscriber.silence_hint()}"
+                )
             if message is None:
                 break
             received += 1
-            print(json.dumps(message) if as_json else format_message(message), flush=True)
+            print(json_text(message) if as_json else format_message(message), flush=True)
 
 
 def format_message(message: dict) -> str:
-    """One readable line per message."""
-    head = f"#{message['frame_index']:>6} [{message['reference_frame']}]"
+    """One readable line per message, with its age (seconds since the frame was captured)."""
+    from hoposer.stream.publish import message_age_s
+
+    age = message_age_s(message)
+    head = f"#{message['frame_index']:>6} age {age:5.2f} s [{message['reference_frame']}]"
     hand = message["hand"]
     if hand is None:
         text = "no hand"
     else:
-        x, y, z = hand["wrist"]["position"]
-        text = f"{hand['side']} wrist ({x:+.3f}, {y:+.3f}, {z:+.3f}) m"
+        text = f"{hand['side']} wrist {_xyz(hand['wrist']['position'])} m"
     obj = message["object"]
     if obj is not None:
         if obj["found"]:
-            x, y, z = obj["pose"]["position"]
-            text += f" | {obj['name']} ({x:+.3f}, {y:+.3f}, {z:+.3f}) m, {obj['inliers']} inliers"
+            position = _xyz(obj["pose"]["position"])
+            text += f" | {obj['name']} {position} m, {obj['inliers']} inliers"
         else:
             text += f" | {obj['name']} not found ({obj['reason']})"
     stability = message["stability"]
@@ -250,8 +284,16 @@ def format_message(message: dict) -> str:
     return f"{head} {text}"
 
 
+def _xyz(position: list) -> str:
+    """(x, y, z) with 3 decimals; a null (a value that was not finite) shows as null."""
+    return "(" + ", ".join("null" if v is None else f"{v:+.3f}" for v in position) + ")"
+
+
 def keys(
     folder: Annotated[Path, typer.Argument(help="where to write the key files")],
+    force: Annotated[
+        bool, typer.Option(help="replace key pairs already in FOLDER (their clients lose access)")
+    ] = False,
 ) -> None:
     """Make CURVE key pairs for encrypted, authenticated publishing.
 
@@ -261,7 +303,7 @@ def keys(
     """
     from hoposer.stream.publish import make_keys
 
-    for name, path in make_keys(folder).items():
+    for name, path in make_keys(folder, force=force).items():
         print(f"{name}: {path}")
 
 
@@ -275,6 +317,8 @@ def _print_summary(summary: dict, out: str | None) -> None:
         f"engine p50 {engine.get('p50', float('nan')):.1f} ms, frame→publish p50 "
         f"{end.get('p50', float('nan')):.1f} ms"
     )
+    if summary.get("published"):
+        print(f"published {summary['published']} messages")
     if out:
         print(f"wrote {out}, {Path(out).with_suffix('.jsonl')}")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from hoposer.calib.extrinsics import Transform, matrix_to_quat
+from hoposer.io import finite_or_null
 
 SCHEMA_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("pose.schema.json")
@@ -38,8 +39,11 @@ def _move(transform: Transform, R: np.ndarray, t: np.ndarray) -> tuple[np.ndarra
 
 
 def quaternion_xyzw(R: np.ndarray) -> list[float]:
-    """A rotation matrix as a unit quaternion [qx, qy, qz, qw] with qw ≥ 0."""
-    return [float(v) for v in matrix_to_quat(np.asarray(R, np.float64))]
+    """A rotation matrix as a unit quaternion [qx, qy, qz, qw], qw ≥ 0 (NaNs for a NaN matrix)."""
+    R = np.asarray(R, np.float64)
+    if not np.isfinite(R).all():  # an unplaceable hand; eigh would not converge
+        return [float("nan")] * 4
+    return [float(v) for v in matrix_to_quat(R)]
 
 
 def _pose(R: np.ndarray, t: np.ndarray) -> dict:
@@ -154,3 +158,31 @@ def pose_message(
         },
         "latency_ms": {k: round(float(v), 3) for k, v in latency_ms.items()},
     }
+
+
+NON_FINITE = "non_finite"  #: the stability flag of a frame that had NaN/inf values nulled
+
+
+def strict_message(message: dict) -> dict:
+    """`message` as strict JSON allows: each NaN/±inf number becomes null.
+
+    Such a frame is marked unstable and flagged `non_finite`, with the nulled fields listed in
+    `stability.non_finite` (e.g. `hand.joints` when the hand could not be placed in 3D).
+    """
+    nulled: list[str] = []
+    clean = finite_or_null(message, found=nulled)
+    if nulled:
+        stability = clean["stability"]
+        stability["stable"] = False
+        if NON_FINITE not in stability["flags"]:
+            stability["flags"].append(NON_FINITE)
+        stability["non_finite"] = nulled
+    return clean
+
+
+def encode_message(message: dict) -> str:
+    """One message as a line of strict JSON (no NaN/Infinity, see `strict_message`)."""
+    try:  # the usual, all-finite message: no walk over its ~250 numbers
+        return json.dumps(message, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError):  # NaN/inf, or numpy scalars the walk converts
+        return json.dumps(strict_message(message), separators=(",", ":"), allow_nan=False)

@@ -4,7 +4,6 @@ Each file is written under a temporary name beside its destination and renamed w
 so an interrupted run never leaves a truncated file under the final name.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import cv2
 import numpy as np
 
 from hoposer.errors import HoposerError
-from hoposer.io import write_text_atomic
+from hoposer.io import json_text, write_text_atomic
+from hoposer.stream.messages import encode_message
 
 
 def check_writable(out: Path) -> None:
@@ -26,6 +26,22 @@ def check_writable(out: Path) -> None:
         raise HoposerError(f"cannot write {out}: folder {parent} is not writable")
     if out.suffix.lower() not in (".mp4", ".avi", ".mkv", ".mov"):
         raise HoposerError(f"--out {out}: use a video file name ending in .mp4, .avi, .mkv or .mov")
+
+
+def check_not_input(out: Path, source: str) -> None:
+    """Refuse outputs that would overwrite the input clip (or a sibling it owns)."""
+    source_path = Path(source)
+    if not source_path.exists():
+        return  # a camera index or a URL
+    written = (out, out.with_suffix(".jsonl"), out.with_name(out.stem + ".summary.json"))
+    for path in written:
+        same = path.resolve() == source_path.resolve() or (
+            path.exists() and os.path.samefile(path, source_path)
+        )
+        if same:
+            raise HoposerError(
+                f"--out {out} would overwrite the input {source}: choose another file name"
+            )
 
 
 class VideoOutputs:
@@ -52,7 +68,7 @@ class VideoOutputs:
             if not self._writer.isOpened():
                 raise HoposerError(f"OpenCV cannot write {self.out.suffix} video to {self.out}")
         self._writer.write(image)
-        self._lines.write(json.dumps(message, separators=(",", ":")) + "\n")
+        self._lines.write(encode_message(message) + "\n")
         self.frames += 1
 
     def close(self, summary: dict) -> None:
@@ -63,7 +79,28 @@ class VideoOutputs:
         if self.frames:
             os.replace(self._tmp_video, self.out)
         os.replace(self._tmp_jsonl, self.jsonl)
-        write_text_atomic(self.summary, json.dumps(summary, indent=2) + "\n")
+        write_text_atomic(self.summary, json_text(summary, indent=2) + "\n")
+
+    def keep_partial(self, summary: dict) -> Path:
+        """An interrupted run: keep what was written under visible `<stem>.partial.*` names.
+
+        Any earlier complete result at `out` stays untouched.
+
+        Returns:
+            The partial video's path.
+        """
+        video = self.out.with_name(f"{self.out.stem}.partial{self.out.suffix}")
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        self._lines.close()
+        if self.frames:
+            os.replace(self._tmp_video, video)
+        os.replace(self._tmp_jsonl, video.with_suffix(".jsonl"))
+        write_text_atomic(
+            video.with_name(video.stem + ".summary.json"), json_text(summary, indent=2) + "\n"
+        )
+        return video
 
     def abort(self) -> None:
         """Remove the partial files (an error or Ctrl-C before the end)."""

@@ -6,7 +6,9 @@ thread at its own rate on the newest result, so drawing never slows inference. I
 every frame is processed and written, in order.
 """
 
+import contextlib
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -15,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hoposer.errors import HoposerError
+from hoposer.errors import HoposerError, InterruptedRunError, Terminated
 from hoposer.progress import ProgressBar
 from hoposer.stream.stabilizer import StabilizerOptions
 from hoposer.threads import configure_threads
@@ -31,6 +33,7 @@ class StreamOptions:
 
     source: str
     live: bool = False
+    loop: bool = False  #: live from a file: play it again from the start at its end
     out: str | None = None
     panel: bool = False
     mesh: bool = True
@@ -59,8 +62,23 @@ class StreamOptions:
     refine: str = "auto"
     max_frames: int | None = None
     threads: int | None = None  #: CPU threads of every stage (None: the cores available)
+    allow_gaps: bool = False  #: a file with undecodable frames inside is not an error
     stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse values that would run but produce nonsense (checked before anything opens)."""
+        if not 10.0 <= self.fov_deg <= 170.0:  # also false for NaN
+            raise HoposerError(
+                f"--fov {self.fov_deg:g} is not a horizontal field of view: give 10 to 170 "
+                "degrees (or calibrate the camera and pass --camera-info)"
+            )
+        if self.max_frames is not None and self.max_frames < 1:
+            raise HoposerError(f"--max-frames must be at least 1, not {self.max_frames}")
+        if self.publish is not None:
+            from hoposer.stream.publish import check_endpoint
+
+            check_endpoint(self.publish, self.allow_remote)
 
 
 def _camera(options: StreamOptions, size: tuple[int, int]):
@@ -198,27 +216,36 @@ def run_stream(options: StreamOptions) -> dict:
     has run once: frames a camera delivers while those load (seconds) would otherwise be
     skipped. The frames skipped before the first processed one are still counted and reported
     (`startup_skipped_frames`).
+
+    A file run stopped early (Ctrl-C, SIGTERM, the view's quit key) raises `InterruptedRunError`
+    after keeping its partial outputs under `<stem>.partial.*`; an existing result at `--out` is
+    only ever replaced by a complete one. SIGTERM unwinds like Ctrl-C, so no hidden temporary
+    file is left behind.
     """
+    with _sigterm_as_interrupt():
+        return _run_stream(options)
+
+
+def _run_stream(options: StreamOptions) -> dict:
     from hoposer.model.hand import hand_model_for_weights
     from hoposer.stream.capture import open_source
-    from hoposer.stream.outputs import VideoOutputs, check_writable
+    from hoposer.stream.outputs import VideoOutputs, check_not_input, check_writable
     from hoposer.stream.pipeline import FrameProcessor
 
     if options.out is not None:
         check_writable(Path(options.out))
+        check_not_input(Path(options.out), options.source)
     options = replace(options, threads=configure_threads(options.threads))
-    resources: list = []
+    publisher = _publisher(options)  # key files and the endpoint are checked before the camera
+    resources: list = [] if publisher is None else [publisher]
     source = None
-    if not options.live:
-        source = open_source(options.source)
-        resources.append(source)
+    if not options.live:  # a file or folder: a bad path fails before the model loads
+        source = open_source(options.source, loop=options.loop)
+        resources.insert(0, source)
     outputs = None
     try:
         object_spec = _object_spec(options)
         transform = _transform(options)
-        publisher = _publisher(options)
-        if publisher is not None:
-            resources.append(publisher)
         backend, trained_with = _backend(options)
         hand_model = hand_model_for_weights(trained_with, options.hand_model, options.mano_dir)
         detector, object_detector = _detectors(options)
@@ -231,8 +258,8 @@ def run_stream(options: StreamOptions) -> dict:
             resources.append(viewer)
         if source is None:
             _warm_up(backend)  # the first inference is the slowest: not on a camera frame
-            source = open_source(options.source, live=True)
-            resources.append(source)
+            source = open_source(options.source, live=True, loop=options.loop)
+            resources.insert(0, source)
         K, maps = _camera(options, source.size)
         if viewer is not None:  # its windows open in run(), once the frames flow
             viewer.K, viewer.frame_size = K, source.size
@@ -263,9 +290,13 @@ def run_stream(options: StreamOptions) -> dict:
         args = (options, source, processor, publisher, outputs, viewer, panel, K, object_spec)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
         summary["threads"] = options.threads
+        summary["unreadable_frames"] = source.unreadable
+        if summary["interrupted"] and not options.live:
+            _stop_interrupted(summary, outputs)
         if outputs is not None:
             outputs.close(summary)
             outputs = None
+        _check_gaps(options, source)
         return summary
     finally:
         if outputs is not None:
@@ -281,12 +312,62 @@ def _warm_up(backend) -> None:
     backend.run(np.zeros((1, 3, size, size), np.float32), box, box)
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM unwinds the run like Ctrl-C (outputs finished or kept, no hidden partial files)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_interrupted(summary: dict, outputs) -> None:
+    """A file run stopped before its end: never let the partial result replace a complete one."""
+    how = summary["interrupted"]
+    code = 143 if how == "SIGTERM" else 130
+    done = f"stopped ({how}) after {summary['frames']} frames"
+    if outputs is None:
+        raise InterruptedRunError(done, code)
+    partial = outputs.keep_partial(summary)
+    raise InterruptedRunError(
+        f"{done}; the partial result is in {partial} (+ .jsonl, .summary.json), and "
+        f"{outputs.out} was left as it was",
+        code,
+    )
+
+
+def _check_gaps(options: StreamOptions, source) -> None:
+    if not source.unreadable:
+        return
+    text = (
+        f"{source.unreadable} frame(s) of {options.source} could not be decoded and were skipped "
+        "(the outputs lack them; frame_index shows where)"
+    )
+    if options.allow_gaps:
+        log.warning(text)
+        return
+    raise HoposerError(f"{text}: re-encode or repair the file, or pass --allow-gaps to accept")
+
+
 def _publisher(options: StreamOptions):
     if options.publish is None:
         return None
     from hoposer.stream.publish import CurveKeys, PosePublisher
 
     curve = None
+    if options.curve_clients is not None and options.curve_secret is None:
+        raise HoposerError(
+            "--curve-clients needs --curve-secret (the publisher's server.key_secret from "
+            "`hoposer keys DIR`)"
+        )
     if options.curve_secret is not None:
         curve = CurveKeys(
             Path(options.curve_secret),
@@ -332,6 +413,7 @@ def _loop(options, source, processor, publisher, outputs, viewer, panel, K, obje
     bar = ProgressBar("frames", total, "{fps:.1f} frames/s", enabled=options.progress)
     faces = processor.hand_model.faces
     mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
+    interrupted = None
     try:
         for frame in source:
             if frames == 0:
@@ -368,18 +450,21 @@ def _loop(options, source, processor, publisher, outputs, viewer, panel, K, obje
             if viewer is not None:
                 viewer.offer(result, fps)
                 if viewer.quit_requested:
+                    interrupted = "quit"
                     break
             bar.update(frames, fps=fps)
             if options.max_frames is not None and frames >= options.max_frames:
                 break
-    except KeyboardInterrupt:
-        log.warning("interrupted after %d frames", frames)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
+        interrupted = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+        log.warning("interrupted (%s) after %d frames", interrupted, frames)
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
     return {
         "source": str(options.source),
         "frames": frames,
+        "interrupted": interrupted,
         "frames_with_hand": with_hand,
         "hands_followed": hands_followed,  # 1 when one hand was kept throughout
         "stable_fraction": stable / frames if frames else 0.0,
@@ -387,7 +472,6 @@ def _loop(options, source, processor, publisher, outputs, viewer, panel, K, obje
         "dropped_frames": source.dropped,
         "startup_skipped_frames": startup_skipped,
         "published": publisher.sent if publisher is not None else 0,
-        "publish_dropped": publisher.dropped if publisher is not None else 0,
         "latency_ms": {
             name: {
                 "p50": float(np.percentile(values, 50)),

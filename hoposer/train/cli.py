@@ -1,13 +1,14 @@
 """`hoposer train …`: synthetic data, supervised and self-training, evaluation (thin)."""
 
-import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hoposer.errors import HoposerError
+from hoposer.io import json_text
 from hoposer.progress import ProgressBar
 
 train_app = typer.Typer(
@@ -48,8 +49,10 @@ def synth(
 
     Example: hoposer train synth --out data/synth --frames 10000 --seed 0
     """
+    from hoposer.io import check_writable_folder
     from hoposer.train.synth import SynthOptions, generate
 
+    check_writable_folder(out)
     if split not in ("train", "evaluation"):
         raise HoposerError(f"--split must be train or evaluation, not {split!r}")
     options = SynthOptions(
@@ -128,12 +131,17 @@ def fit(
 
     Example: hoposer train fit --data data/synth --out runs/lite --config lite --epochs 20
     """
+    from hoposer.io import check_writable_folder
     from hoposer.train.fit import FitOptions
     from hoposer.train.fit import fit as run_fit
     from hoposer.train.losses import LOSS_PRESETS
 
     if loss not in LOSS_PRESETS:
         raise HoposerError(f"--loss must be one of {sorted(LOSS_PRESETS)}, not {loss!r}")
+    if not data.is_dir():
+        raise HoposerError(f"--data {data} does not exist or is not a folder (make one with "
+                           "`hoposer train synth --out FOLDER`, or give HO-3D's root)")  # fmt: skip
+    check_writable_folder(out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = FitOptions(
         data=str(data), out=str(out), config=config, epochs=epochs, batch_size=batch_size,
@@ -145,8 +153,13 @@ def fit(
         augment=augment, device=device, pseudo=list(pseudo or []), pseudo_ratio=pseudo_ratio,
         pseudo_filters=pseudo_filters, threads=threads,
     )  # fmt: skip
-    summary = run_fit(options, resume=resume)
-    print(json.dumps(summary, indent=2))
+    fresh = not out.exists()
+    try:
+        summary = run_fit(options, resume=resume)
+    except BaseException:
+        _remove_if_unstarted(out, fresh)
+        raise
+    print(json_text(summary, indent=2))
 
 
 @train_app.command("eval")
@@ -179,7 +192,7 @@ def evaluate(
         ),
         progress=ProgressBar("evaluating").update,
     )  # fmt: skip
-    print(json.dumps(_headline(metrics), indent=2))
+    print(json_text(_headline(metrics), indent=2))
 
 
 def _headline(metrics: dict) -> dict:
@@ -235,4 +248,13 @@ def pseudo(
     if _rank_world()[0] == 0:
         report = write_report(out)
         counts["funnel"] = report["funnel"]["all"]
-    print(json.dumps(counts, indent=2))
+    print(json_text(counts, indent=2))
+
+
+def _remove_if_unstarted(run: Path, fresh: bool) -> None:
+    """Remove the run folder this command made if it failed before writing more than options.
+
+    A failed start (bad data, a model that does not fit) must not leave an empty run behind.
+    """
+    if fresh and run.is_dir() and {p.name for p in run.iterdir()} <= {"options.json"}:
+        shutil.rmtree(run, ignore_errors=True)

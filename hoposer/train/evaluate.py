@@ -14,7 +14,6 @@ and `pred.json` (+ `pred.zip`) is written in the codalab format: per frame
 `[joints (21×3), vertices (778×3)]` in HO-3D's joint order and OpenGL camera frame, metres.
 """
 
-import json
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch
 from hoposer.decode import decode
 from hoposer.errors import HoposerError
 from hoposer.geometry.skeleton import OURS_TO_HO3D
-from hoposer.io import atomic_path, write_text_atomic
+from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 from hoposer.model.hand import hand_model_for_weights
 from hoposer.train.data.dataset import HandObjectDataset, collate
@@ -103,7 +102,7 @@ def evaluate(options: EvalOptions, progress=None) -> dict:
     if objects.add:
         metrics["object"] = objects.summary()
     _write_submission(submission, out)
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(out / "metrics.json", json_text(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -160,7 +159,7 @@ def _score(dataset, index, raw, i, batch, hand_model, hands, objects, submission
 
 def _write_submission(submission: list, out: Path) -> None:
     with atomic_path(out / "pred.json") as tmp:
-        tmp.write_text(json.dumps(submission))
+        tmp.write_text(json_text(submission))
     with atomic_path(out / "pred.zip") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         z.write(out / "pred.json", "pred.json")
 

@@ -15,7 +15,6 @@ draw are functions of (seed, epoch, index), so a resumed run sees the same batch
 uninterrupted run would. Scalars go to TensorBoard event files and to `metrics.jsonl`.
 """
 
-import json
 import logging
 import math
 import os
@@ -28,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from hoposer.errors import HoposerError
-from hoposer.io import atomic_path, write_text_atomic
+from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model import ModelConfig, get_config
 from hoposer.model.backbone import load_pretrained
 from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
@@ -155,7 +154,7 @@ def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dic
                 f"{run} already holds a training run: pass --resume to continue it, or choose "
                 "another --out"
             )
-        write_text_atomic(run / "options.json", json.dumps(asdict(options), indent=2) + "\n")
+        write_text_atomic(run / "options.json", json_text(asdict(options), indent=2) + "\n")
 
     torch.manual_seed(options.seed)
     state = None
@@ -311,7 +310,7 @@ def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dic
         save(epoch + 1 if finished_epoch else epoch, 0 if finished_epoch else step)
         if rank == 0:
             with open(run / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(summary) + "\n")
+                f.write(json_text(summary) + "\n")
             if writer is not None:
                 writer.add_scalar("train/images_per_s", summary["images_per_s"], global_step)
                 writer.add_scalar("train/skipped_samples", skipped, global_step)

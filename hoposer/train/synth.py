@@ -28,7 +28,6 @@ Two styles give a controllable domain gap: `default` and `shifted` (other backgr
 skin tones, hand shapes, cameras and object proportions).
 """
 
-import json
 import pickle
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -42,7 +41,7 @@ import torch
 from hoposer.errors import HoposerError
 from hoposer.geometry.control_points import ObjectMesh, object_mesh
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from hoposer.io import atomic_path, write_text_atomic
+from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.hand import HandModel, build_hand_model
 from hoposer.render import Light, MeshInstance, render
 from hoposer.train.data.ho3d import FrameLabel, to_ho3d_meta
@@ -1101,14 +1100,14 @@ def generate(options: SynthOptions, progress=None) -> dict:
             annotations.setdefault(seq, []).append(
                 {"name": f"{seq}/{frame}.jpg", "labels": labels, "nr_instances": len(labels)}
             )
-        write_text_atomic(root / "annotations.json", json.dumps(annotations) + "\n")
+        write_text_atomic(root / "annotations.json", json_text(annotations) + "\n")
     info = {
         "frames": len(results),
         "sequences": len(jobs),
         "options": {k: v for k, v in options.__dict__.items()},
     }
     write_text_atomic(
-        root / f"synth_{options.split}.json", json.dumps(info, indent=2, default=str) + "\n"
+        root / f"synth_{options.split}.json", json_text(info, indent=2, default=str) + "\n"
     )
     return info
 

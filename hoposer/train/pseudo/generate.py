@@ -15,7 +15,6 @@ videos, written atomically and skipped when present, so a killed job resumes; wi
 rank r makes shards r, r + world, …
 """
 
-import json
 import logging
 import math
 import os
@@ -30,7 +29,7 @@ from hoposer.errors import HoposerError
 from hoposer.geometry.consistency import spatial_statistics, temporal_statistics
 from hoposer.geometry.crop import Crop
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
-from hoposer.io import atomic_path, write_text_atomic
+from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 from hoposer.model.hand import HandModel, hand_model_for_weights
 from hoposer.model.inputs import InputView, prepare, stack
@@ -173,7 +172,7 @@ def generate_pseudo_labels(options: PseudoOptions, progress=None) -> dict:
     if rank == 0:
         info = {"options": asdict(options), "videos": len(videos), "shards": shards,
                 "statistics": list(STATISTICS), "tta": [list(a) for a in TTA]}  # fmt: skip
-        write_text_atomic(out / "pseudo.json", json.dumps(info, indent=2) + "\n")
+        write_text_atomic(out / "pseudo.json", json_text(info, indent=2) + "\n")
     model = load_checkpoint(options.weights)
     trained_with = read_checkpoint_info(options.weights).metadata.get("hand_model")
     hand_model = hand_model_for_weights(trained_with, options.hand_model, options.mano_dir)

@@ -7,7 +7,6 @@ dimmed, the 3D joints projected by the frame's fitted weak-perspective camera â€
 skeletons disagree, the re-projection constraint bites).
 """
 
-import json
 from pathlib import Path
 
 import cv2
@@ -15,7 +14,7 @@ import numpy as np
 
 from hoposer.geometry.camera import fit_weak_perspective, weak_perspective_project
 from hoposer.geometry.consistency import Thresholds
-from hoposer.io import atomic_path, write_text_atomic
+from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.train.pseudo.select import FILTERS, PseudoLabels, load_shards, select
 from hoposer.train.pseudo.videos import read_frame
 
@@ -38,7 +37,7 @@ def write_report(folder: str | Path, thresholds: Thresholds | None = None) -> di
     keep, _ = select(labels, "all", thresholds)
     report = {"frames": len(labels), "videos": int(len(np.unique(labels.video))),
               "funnel": funnels}  # fmt: skip
-    write_text_atomic(folder / "report.json", json.dumps(report, indent=2) + "\n")
+    write_text_atomic(folder / "report.json", json_text(report, indent=2) + "\n")
     _plot(labels, funnels["all"], thresholds, folder)
     _examples(labels, keep, folder / "examples.png")
     return report
