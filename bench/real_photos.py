@@ -59,6 +59,9 @@ class GivenHand:
     def detect(self, rgb: np.ndarray) -> HandDetection | None:  # noqa: D102
         return self.detection
 
+    def detect_all(self, rgb: np.ndarray) -> list[HandDetection]:  # noqa: D102
+        return [] if self.detection is None else [self.detection]
+
     def close(self) -> None:  # noqa: D102
         pass
 
