@@ -201,6 +201,16 @@ def bench(
     warmup: Annotated[int, typer.Option(help="untimed calls first")] = 3,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any)")] = None,
     precision: Annotated[str, typer.Option(help="torch on CUDA: fp32, fp16 or bf16")] = "fp32",
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch: torch.compile the model")
+    ] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="torch: channels-last memory format")
+    ] = False,
+    cuda_graph: Annotated[
+        bool,
+        typer.Option("--cuda-graph", help="torch/TensorRT on CUDA: replay batch 1 as a CUDA graph"),
+    ] = False,
     threads: Annotated[
         int | None, typer.Option(help="CPU threads (default: the cores this process may use)")
     ] = None,
@@ -221,7 +231,13 @@ def bench(
         raise HoposerError(f"--precision must be fp32, fp16 or bf16, not {precision!r}")
     threads = configure_threads(threads)
     model = _load_model(weights, config, input_size)
-    options = BackendOptions(precision=precision, threads=threads)  # type: ignore[arg-type]
+    options = BackendOptions(
+        precision=precision,  # type: ignore[arg-type]
+        compile=compile,
+        channels_last=channels_last,
+        threads=threads,
+        cuda_graph=cuda_graph,
+    )
     batches = _ints(batch, "--batch")
     rows = run_benchmark(
         [b.strip() for b in backend.split(",") if b.strip()],
@@ -248,5 +264,10 @@ def bench(
             f"hoposer engine bench {source}{size} --backend {backend} --batch {batch} "
             f"--iterations {iterations} --warmup {warmup} --threads {threads}"
         )
+        for flag, on in (("--compile", compile), ("--channels-last", channels_last),
+                         ("--cuda-graph", cuda_graph)):  # fmt: skip
+            command += f" {flag}" if on else ""
+        if precision != "fp32":
+            command += f" --precision {precision}"
         save_rows(rows, out, command=command)
         print(f"wrote {out}")
