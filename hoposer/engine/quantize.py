@@ -378,7 +378,7 @@ def quantize_engine(
         progress: `progress(done, total)` during the held-out check.
 
     Returns:
-        The accuracy report (also when rejected, after raising: see Raises).
+        The accuracy report of the accepted engine (a rejected one raises, see below).
 
     Raises:
         HoposerError: bad input, or the int8 engine breaks the tolerance (nothing is written; the
