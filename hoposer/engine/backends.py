@@ -48,7 +48,8 @@ class BackendOptions:
         channels_last: torch: channels-last memory format for model and images.
         threads: CPU threads (ONNX Runtime intra-op, torch CPU); None = `hoposer.threads`'s
             default (the cores this process may use).
-        cuda_graph: TensorRT: capture batch-1 inference in a CUDA graph and replay it.
+        cuda_graph: torch (CUDA) and TensorRT: capture batch-1 inference in a CUDA graph and
+            replay it.
     """
 
     precision: Precision = "fp32"
@@ -161,6 +162,10 @@ def _check_boxes(boxes: np.ndarray, name: str, size: int) -> None:
 class TorchBackend:
     """Eager PyTorch (optionally `torch.compile`d, channels-last, fp16/bf16 autocast on CUDA).
 
+    On CUDA, CPU inputs go through pinned host buffers and are copied asynchronously, and with
+    `options.cuda_graph` the batch-1 forward is captured once in a CUDA graph and replayed (see
+    `hoposer.engine.cuda_path`); other batch sizes run the ordinary forward.
+
     "fp32" on CUDA follows torch's TF32 switches (`torch.backends.cudnn.allow_tf32` is on by
     default, so convolutions run in TF32: ~1e-2 from CPU fp32 on θ); turn it off for exact fp32.
     """
@@ -173,12 +178,13 @@ class TorchBackend:
         device: str | torch.device | None = None,
         options: BackendOptions | None = None,
     ) -> None:
+        from hoposer.engine.cuda_path import GraphRunner, HostStaging, plan_gpu_path
+
         options = options or BackendOptions()
         self.device = _torch_device(device)
-        if options.precision != "fp32" and self.device.type != "cuda":
-            raise HoposerError(
-                f"precision {options.precision} needs a CUDA device; the CPU runs fp32"
-            )
+        self.path = plan_gpu_path(
+            self.device, options.precision, options.channels_last, options.cuda_graph
+        )
         if options.threads is not None and self.device.type == "cpu":
             configure_threads(options.threads)
         self.config = model.config
@@ -189,20 +195,33 @@ class TorchBackend:
         if self._memory_format is not None:
             model = model.to(memory_format=self._memory_format)
         self.model = model
-        self._forward: Callable = torch.compile(model) if options.compile else model
-        self._autocast = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(options.precision)
+        compiled: Callable = torch.compile(model) if options.compile else model
+        self._compiled = compiled
+        self._staging = HostStaging(pin=self.path.pinned_staging)
+        self._graph = GraphRunner(self._forward, self.device) if self.path.cuda_graph else None
+
+    def _forward(self, images, hand_boxes, object_boxes) -> tuple[torch.Tensor, ...]:
+        if self.path.autocast is not None:
+            with torch.autocast("cuda", dtype=self.path.autocast):
+                out = self._compiled(images, hand_boxes, object_boxes)
+        else:
+            out = self._compiled(images, hand_boxes, object_boxes)
+        return tuple(out)
 
     def run(self, images, hand_boxes, object_boxes) -> RawOutputs:
         """Predict for a batch (see the module docstring)."""
+        from hoposer.engine.cuda_path import to_device
+
         images, hand, obj = validate_inputs(images, hand_boxes, object_boxes, self.input_size)
-        images = images.to(self.device, non_blocking=True)
+        moved = to_device(
+            self._staging, {"images": images, "hand": hand, "object": obj}, self.device
+        )
+        images, hand, obj = moved["images"], moved["hand"], moved["object"]
         if self._memory_format is not None:
             images = images.contiguous(memory_format=self._memory_format)
-        hand, obj = hand.to(self.device), obj.to(self.device)
         with torch.inference_mode():
-            if self._autocast is not None:
-                with torch.autocast("cuda", dtype=self._autocast):
-                    out = self._forward(images, hand, obj)
+            if self._graph is not None and images.shape[0] == 1:
+                out = self._graph(images, hand, obj)
             else:
                 out = self._forward(images, hand, obj)
         return RawOutputs(*(t.float() for t in out))

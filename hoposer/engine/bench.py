@@ -78,6 +78,17 @@ def _cpu_threads(backend: Backend) -> int:
     return torch.get_num_threads()
 
 
+def backend_label(backend: Backend) -> str:
+    """The backend's name, `onnxruntime-int8` for a file from `hoposer engine quantize`."""
+    info = getattr(backend, "info", None)
+    if backend.name == "onnxruntime" and info is not None:
+        from hoposer.engine.quantize import QUANTIZATION_KEY
+
+        if QUANTIZATION_KEY in info.metadata:
+            return "onnxruntime-int8"
+    return backend.name
+
+
 def max_abs_diff(outputs: RawOutputs, reference: RawOutputs) -> dict[str, float]:
     """Max |a - b| per output field, computed in float32 on the CPU."""
     result = {}
@@ -138,7 +149,7 @@ def benchmark(
             p50, p90, p99 = np.percentile(ms, [50, 90, 99])
             rows.append(
                 BenchRow(
-                    backend=backend.name,
+                    backend=backend_label(backend),
                     config=backend.config.name,
                     input_size=input_size,
                     device=str(backend.device),
@@ -163,6 +174,7 @@ def run_benchmark(
     *,
     onnx: str | Path | None = None,
     plan: str | Path | None = None,
+    quantized: str | Path | None = None,
     batches: Sequence[int] = (1, 8),
     iterations: int = 20,
     warmup: int = 3,
@@ -173,7 +185,8 @@ def run_benchmark(
 
     The reference is `model` in torch fp32 on the CPU. The onnxruntime backend uses `onnx` or a
     fresh export of `model`; tensorrt uses `plan` or builds one (fp16, max batch = the largest
-    requested) from the ONNX file.
+    requested) from the ONNX file. `quantized` (an int8 file from `hoposer engine quantize`) adds
+    an ONNX Runtime CPU backend on it, benchmarked with the others.
     """
     names = [check_backend_name(n) for n in backend_names]
     if "auto" in names:
@@ -196,6 +209,8 @@ def run_benchmark(
                 if plan is None:
                     plan = build_engine(onnx, Path(tmp) / "model.plan", max_batch=max(batches))
                 backends.append(TensorRTBackend(plan, onnx, device, options))
+        if quantized is not None:
+            backends.append(OnnxRuntimeBackend(quantized, "cpu", options))
         return benchmark(backends, reference, batches, iterations, warmup)
 
 

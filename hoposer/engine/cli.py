@@ -105,6 +105,81 @@ def build(
     print(f"wrote {out} and {out.name}.json ({precision}, batch 1..{max_batch})")
 
 
+@engine_app.command("quantize")
+def quantize(
+    weights: Annotated[Path, typer.Option(help="hoposer checkpoint (.safetensors) to quantise")],
+    calib: Annotated[
+        Path, typer.Option(help="HO-3D-layout folder of calibration frames (train synth, HO-3D)")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="int8 .onnx file to write")],
+    holdout: Annotated[
+        Path | None,
+        typer.Option(help="labelled folder for the accuracy check (default: --calib)"),
+    ] = None,
+    calib_split: Annotated[str, typer.Option(help="split of --calib that calibrates")] = "train",
+    holdout_split: Annotated[
+        str, typer.Option(help="split of --holdout that judges accuracy")
+    ] = "evaluation",
+    calib_frames: Annotated[int, typer.Option(help="calibration frames")] = 100,
+    holdout_frames: Annotated[int, typer.Option(help="held-out frames checked")] = 200,
+    onnx: Annotated[
+        Path | None, typer.Option(help="the fp32 export of --weights (default: cached export)")
+    ] = None,
+    max_pa_mpjpe_mm: Annotated[
+        float, typer.Option(help="PA-MPJPE may grow by at most this (mm)")
+    ] = 0.5,
+    max_add_drop: Annotated[
+        float, typer.Option(help="ADD-0.1D may drop by at most this (percentage points)")
+    ] = 2.0,
+    max_joint_2d_px: Annotated[
+        float, typer.Option(help="2D joint error may grow by at most this (pixels)")
+    ] = 1.0,
+    hand_model: Annotated[str, typer.Option(help="auto | mano | standin")] = "auto",
+    mano_dir: Annotated[str | None, typer.Option(help="folder with MANO_RIGHT.pkl")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads (default: the cores this process may use)")
+    ] = None,
+) -> None:
+    """Static int8 ONNX Runtime engine for CPUs, written only if held-out poses stay close.
+
+    Calibrates on --calib frames, then decodes --holdout frames through the fp32 and the int8
+    engine and refuses to write --out when PA-MPJPE, ADD-0.1D or the 2D joint error get worse
+    than the tolerance. The file runs wherever an .onnx does (--onnx, backend onnxruntime).
+
+    Examples:
+        hoposer train synth --out calib --frames 400 --seed 7
+
+        hoposer train synth --out calib --frames 200 --seed 8 --split evaluation
+
+        hoposer engine quantize --weights lite.safetensors --calib calib --out lite.int8.onnx
+
+        hoposer engine bench --weights lite.safetensors --quantized lite.int8.onnx --batch 1
+    """
+    from hoposer.engine.quantize import Tolerance, format_report, quantize_engine
+    from hoposer.progress import ProgressBar
+    from hoposer.threads import configure_threads
+
+    threads = configure_threads(threads)
+    report = quantize_engine(
+        weights,
+        calib,
+        out,
+        holdout=holdout,
+        calib_split=calib_split,
+        holdout_split=holdout_split,
+        calib_frames=calib_frames,
+        holdout_frames=holdout_frames,
+        onnx=onnx,
+        tolerance=Tolerance(max_pa_mpjpe_mm, max_add_drop, max_joint_2d_px),
+        threads=threads,
+        hand_model=hand_model,
+        mano_dir=mano_dir,
+        progress=ProgressBar("checking fp32 vs int8").update,
+    )
+    print(format_report(report))
+    print(f"wrote {out}")
+
+
 @engine_app.command("bench")
 def bench(
     backend: Annotated[
@@ -119,11 +194,25 @@ def bench(
         Path | None, typer.Option(help="use this export (default: export anew)")
     ] = None,
     plan: Annotated[Path | None, typer.Option(help="use this TensorRT plan")] = None,
+    quantized: Annotated[
+        Path | None,
+        typer.Option(help="also bench this int8 file from 'engine quantize' (ONNX Runtime)"),
+    ] = None,
     batch: Annotated[str, typer.Option(help="comma-separated batch sizes")] = "1,8",
     iterations: Annotated[int, typer.Option(help="timed calls per backend and batch")] = 20,
     warmup: Annotated[int, typer.Option(help="untimed calls first")] = 3,
     device: Annotated[str | None, typer.Option(help="cpu or cuda (default: cuda if any)")] = None,
     precision: Annotated[str, typer.Option(help="torch on CUDA: fp32, fp16 or bf16")] = "fp32",
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch: torch.compile the model")
+    ] = False,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="torch: channels-last memory format")
+    ] = False,
+    cuda_graph: Annotated[
+        bool,
+        typer.Option("--cuda-graph", help="torch/TensorRT on CUDA: replay batch 1 as a CUDA graph"),
+    ] = False,
     threads: Annotated[
         int | None, typer.Option(help="CPU threads (default: the cores this process may use)")
     ] = None,
@@ -144,13 +233,20 @@ def bench(
         raise HoposerError(f"--precision must be fp32, fp16 or bf16, not {precision!r}")
     threads = configure_threads(threads)
     model = _load_model(weights, config, input_size)
-    options = BackendOptions(precision=precision, threads=threads)  # type: ignore[arg-type]
+    options = BackendOptions(
+        precision=precision,  # type: ignore[arg-type]
+        compile=compile,
+        channels_last=channels_last,
+        threads=threads,
+        cuda_graph=cuda_graph,
+    )
     batches = _ints(batch, "--batch")
     rows = run_benchmark(
         [b.strip() for b in backend.split(",") if b.strip()],
         model,
         onnx=onnx,
         plan=plan,
+        quantized=quantized,
         batches=batches,
         iterations=iterations,
         warmup=warmup,
@@ -158,12 +254,22 @@ def bench(
         options=options,
     )
     print(format_table(rows))
+    if quantized is not None:
+        from hoposer.engine.quantize import quantization_summary
+
+        print(quantization_summary(quantized))
     if out is not None:
         source = f"--weights {weights}" if weights is not None else f"--config {config}"
         size = f" --input-size {input_size}" if input_size is not None else ""
+        size += f" --quantized {quantized}" if quantized is not None else ""
         command = (
             f"hoposer engine bench {source}{size} --backend {backend} --batch {batch} "
             f"--iterations {iterations} --warmup {warmup} --threads {threads}"
         )
+        for flag, on in (("--compile", compile), ("--channels-last", channels_last),
+                         ("--cuda-graph", cuda_graph)):  # fmt: skip
+            command += f" {flag}" if on else ""
+        if precision != "fp32":
+            command += f" --precision {precision}"
         save_rows(rows, out, command=command)
         print(f"wrote {out}")

@@ -153,27 +153,78 @@ def solve_pnp(
     )
 
 
+def top_proposals(grid_confidence, k: int) -> np.ndarray:
+    """The `k` most confident cells of each control point, most confident first.
+
+    Ties go to the lower cell index, NaN confidences come last: the order of a stable sort by
+    decreasing confidence, found with a linear-time partition instead of sorting every cell
+    (1024 cells × 21 points in the `lite` grid).
+
+    Args:
+        grid_confidence: `(N, C)` confidences.
+        k: proposals per control point (clipped to N; at least 1).
+
+    Returns:
+        `(k, C)` cell indices.
+
+    Example:
+        >>> top_proposals(np.array([[0.2, 0.9], [0.7, 0.9], [0.7, np.nan]]), 2).tolist()
+        [[1, 0], [2, 1]]
+    """
+    confidence = np.asarray(grid_confidence)
+    if confidence.ndim != 2:
+        raise ValueError(f"grid_confidence must be (N, C), got {confidence.shape}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    # One contiguous row of scores per control point; lower is better, NaN as +inf (last).
+    score = -np.ascontiguousarray(confidence.T)
+    nan = np.isnan(score)
+    if nan.any():
+        score[nan] = np.inf
+    n = score.shape[1]
+    k = min(int(k), n)
+    if k < n:
+        chosen = np.argpartition(score, k - 1, axis=1)[:, :k]  # (C, k), in no particular order
+        kept = np.take_along_axis(score, chosen, axis=1)
+        kth = kept.max(axis=1, keepdims=True)  # the k-th best score of each control point
+        # A cell equal to the k-th best may be left out while a later one with the same score is
+        # kept; the stable order wants the lowest indices among equal scores.
+        tied = (score == kth).sum(axis=1) != (kept == kth).sum(axis=1)
+        if tied.any():
+            chosen[tied] = np.argsort(score[tied], axis=1, kind="stable")[:, :k]
+        chosen.sort(axis=1)  # lower index first, so that the stable sort below breaks ties so
+    else:
+        chosen = np.broadcast_to(np.arange(n), score.shape)
+    order = np.argsort(np.take_along_axis(score, chosen, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(chosen, order, axis=1).T
+
+
 def object_pose_from_grid(
     grid_points,
     grid_confidence,
     control_points,
     K,
     k: int = 10,
+    box=None,
     **pnp_kwargs,
 ) -> PnPResult:
     """The object pose from per-cell control-point proposals (paper §4.3).
 
-    For each control point, the `k` most confident cells' 2D proposals (ties: lower cell index
-    first; NaN confidences last) pair with its 3D position; the `21·k` correspondences go to
-    `solve_pnp`.
+    For each control point, the `k` most confident cells' 2D proposals (`top_proposals`: ties,
+    lower cell index first; NaN confidences last) pair with its 3D position; the `21·k`
+    correspondences go to `solve_pnp`. Only the chosen proposals are converted (float64,
+    pixels), not the whole grid.
 
     Args:
-        grid_points: `(N, 21, 2)` each cell's proposal for each control point, pixels (any leading
-            grid shape, e.g. `(R, R, 21, 2)`, is flattened).
+        grid_points: `(N, 21, 2)` each cell's proposal for each control point, pixels, or
+            normalised to `box` when it is given (any leading grid shape, e.g. `(R, R, 21, 2)`,
+            is flattened).
         grid_confidence: `(N, 21)` matching confidences (or `(R, R, 21)`).
         control_points: `(C, 3)` the control points in the object frame (C = 21).
         K: `(3, 3)` intrinsics of the image the proposals are in.
         k: proposals per control point (clipped to the number of cells).
+        box: `(4,)` [x1, y1, x2, y2] pixels when `grid_points` are box-normalised (the object
+            decoder's raw output); None when they are pixels already.
         **pnp_kwargs: passed to `solve_pnp` (dist, ransac_threshold_px, iterations, seed).
 
     Returns:
@@ -183,8 +234,8 @@ def object_pose_from_grid(
     if control_points.ndim != 2 or control_points.shape[1] != 3:
         raise ValueError(f"control_points must be (C, 3), got {control_points.shape}")
     c = len(control_points)
-    grid_points = np.asarray(grid_points, dtype=np.float64)
-    grid_confidence = np.asarray(grid_confidence, dtype=np.float64)
+    grid_points = np.asarray(grid_points)
+    grid_confidence = np.asarray(grid_confidence)
     if grid_points.shape[-2:] != (c, 2) or grid_confidence.shape != grid_points.shape[:-1]:
         raise ValueError(
             f"grid_points must be (N, {c}, 2) and grid_confidence (N, {c}), got "
@@ -192,8 +243,12 @@ def object_pose_from_grid(
         )
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    points_2d = top_votes(grid_points, grid_confidence, k)
-    points_3d = np.broadcast_to(control_points, points_2d.shape[:2] + (3,))
+    top = top_proposals(grid_confidence.reshape(-1, c), k)  # (k, C) cell indices
+    points_2d = grid_points.reshape(-1, c, 2)[top, np.arange(c)[None, :]].astype(np.float64)
+    if box is not None:
+        box = np.asarray(box, dtype=np.float64).reshape(4)
+        points_2d = box[:2] + points_2d * (box[2:] - box[:2])
+    points_3d = np.broadcast_to(control_points, (len(top), c, 3))
     return solve_pnp(points_3d.reshape(-1, 3), points_2d.reshape(-1, 2), K, **pnp_kwargs)
 
 
@@ -205,11 +260,8 @@ def top_votes(grid_points, grid_confidence, k: int = 10) -> np.ndarray:
     """
     grid_points = np.asarray(grid_points, dtype=np.float64)
     c = grid_points.shape[-2]
-    grid_points = grid_points.reshape(-1, c, 2)
-    confidence = np.nan_to_num(np.asarray(grid_confidence).reshape(-1, c), nan=-np.inf)
-    k = min(int(k), len(confidence))
-    top = np.argsort(-confidence, axis=0, kind="stable")[:k]  # (k, C) cell indices
-    return grid_points[top, np.arange(c)[None, :]]
+    top = top_proposals(np.asarray(grid_confidence).reshape(-1, c), k)  # (k, C) cell indices
+    return grid_points.reshape(-1, c, 2)[top, np.arange(c)[None, :]]
 
 
 @dataclass(frozen=True)

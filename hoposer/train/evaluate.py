@@ -16,7 +16,8 @@ and `pred.json` (+ `pred.zip`) is written in the codalab format: per frame
 
 import logging
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ from hoposer.errors import HoposerError
 from hoposer.geometry.skeleton import OURS_TO_HO3D
 from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
-from hoposer.model.hand import hand_model_for_weights
+from hoposer.model.hand import HandModel, hand_model_for_weights
+from hoposer.model.inputs import box_to_pixels
 from hoposer.train.data.dataset import HandObjectDataset, collate
 from hoposer.train.data.ho3d import GL_TO_CV
 from hoposer.train.fit import resolve_device
@@ -53,6 +55,59 @@ class EvalOptions:
     device: str = "auto"
 
 
+@dataclass
+class Scores:
+    """What `score_split` accumulates over a split."""
+
+    hands: HandEvaluator
+    objects: ObjectEvaluator
+    submission: list[list] = field(default_factory=list)  #: codalab rows, one per frame
+    joint_2d_errors_px: list[float] = field(default_factory=list)  #: mean per labelled hand
+    skipped: int = 0  #: unreadable frames
+
+    def metrics(self) -> dict:
+        """The measures as `metrics.json` holds them (hand and object only when scored)."""
+        metrics: dict = {"frames": len(self.submission), "skipped_frames": self.skipped}
+        if self.hands.f_scores:
+            metrics["hand"] = self.hands.summary()
+            metrics["hand"]["joint_2d_error_px"] = float(np.mean(self.joint_2d_errors_px))
+        if self.objects.add:
+            metrics["object"] = self.objects.summary()
+        return metrics
+
+
+def score_split(
+    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Sequence],
+    dataset: HandObjectDataset,
+    hand_model: HandModel,
+    batch_size: int = 16,
+    workers: int = 2,
+    progress=None,
+) -> Scores:
+    """Run every frame of `dataset` through `run(images, hand_boxes, object_boxes)` and score it.
+
+    `run` is the torch model or any engine backend's `run` (ONNX Runtime fp32 or int8, ...):
+    everything after the network is the same `decode` and the same measures.
+    """
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate, shuffle=False
+    )
+    scores = Scores(HandEvaluator(num_vertices=hand_model.num_vertices), ObjectEvaluator())
+    done = 0
+    with torch.inference_mode():
+        for batch, bad in loader:
+            scores.skipped += bad
+            if not batch:
+                continue
+            raw = run(batch["image"], batch["hand_box"], batch["object_box"])
+            for i, index in enumerate(batch["index"].tolist()):
+                _score(dataset, index, raw, i, batch, hand_model, scores)
+            done += len(batch["index"])
+            if progress:
+                progress(done, len(dataset))
+    return scores
+
+
 def evaluate(options: EvalOptions, progress=None) -> dict:
     """Run the evaluation; returns (and writes) the metrics."""
     device = resolve_device(options.device)
@@ -68,54 +123,34 @@ def evaluate(options: EvalOptions, progress=None) -> dict:
         ycb_dir=options.ycb_dir,
         max_samples=options.max_samples,
     )
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_size=options.batch_size,
-        num_workers=options.workers,
-        collate_fn=collate,
-        shuffle=False,
-    )
-    hands = HandEvaluator(num_vertices=hand_model.num_vertices)
-    objects = ObjectEvaluator()
-    submission: list[list] = []
-    skipped = done = 0
-    with torch.inference_mode():
-        for batch, bad in loader:
-            skipped += bad
-            if not batch:
-                continue
-            raw = model(batch["image"].to(device), batch["hand_box"].to(device),
-                        batch["object_box"].to(device))  # fmt: skip
-            for i, index in enumerate(batch["index"].tolist()):
-                _score(dataset, index, raw, i, batch, hand_model, hands, objects, submission)
-            done += len(batch["index"])
-            if progress:
-                progress(done, len(dataset))
-    if not submission:
+
+    def run(images, hand_boxes, object_boxes):
+        return model(images.to(device), hand_boxes.to(device), object_boxes.to(device))
+
+    scores = score_split(run, dataset, hand_model, options.batch_size, options.workers, progress)
+    if not scores.submission:
         raise HoposerError(f"no readable frames in {options.data} split {options.split}")
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics: dict = {"frames": len(submission), "skipped_frames": skipped}
-    if hands.f_scores:
-        metrics["hand"] = hands.summary()
+    metrics = scores.metrics()
+    if "hand" in metrics:
         _plot_curves(metrics["hand"]["curves"], out / "pck.png")
-    if objects.add:
-        metrics["object"] = objects.summary()
-    _write_submission(submission, out)
+    _write_submission(scores.submission, out)
     write_text_atomic(out / "metrics.json", json_text(metrics, indent=2) + "\n")
     return metrics
 
 
-def _score(dataset, index, raw, i, batch, hand_model, hands, objects, submission) -> None:
+def _score(dataset, index, raw, i, batch, hand_model, scores: Scores) -> None:
     one = [x[i : i + 1] for x in raw]
     K = batch["camera_matrix"][i].double().numpy()
     has_object = bool(batch["has_object"][i])
     label = dataset.label(index) if has_object else None
     model = dataset.objects.get(label.object_name) if label is not None else None
+    hand_box = batch["hand_box"][i : i + 1].numpy()
     pose = decode(
         one,
         K,
-        batch["hand_box"][i : i + 1].numpy(),
+        hand_box,
         batch["object_box"][i : i + 1].numpy(),
         hand_model,
         model.control_points if model is not None else None,
@@ -134,12 +169,16 @@ def _score(dataset, index, raw, i, batch, hand_model, hands, objects, submission
         if not np.isfinite(pred_joints).all():  # unplaceable hand: fall back to the true root
             pred_joints, pred_vertices = joints_rel + wrist, vertices_rel + wrist
         order = list(OURS_TO_HO3D)
-        hands.feed(gt_joints[order], pred_joints[order], gt_vertices, pred_vertices)
+        scores.hands.feed(gt_joints[order], pred_joints[order], gt_vertices, pred_vertices)
+        gt_2d = box_to_pixels(batch["joints_2d"][i : i + 1].double().numpy(), hand_box)[0]
+        scores.joint_2d_errors_px.append(
+            float(np.linalg.norm(pose.hand.joints_2d - gt_2d, axis=-1).mean())
+        )
     if model is not None:
         symmetry = label.object_symmetry or model.symmetry
         # Frames that paint a symmetric primitive asymmetrically are a different object to score.
         name = model.name if symmetry == model.symmetry else f"{model.name} ({symmetry})"
-        objects.feed(
+        scores.objects.feed(
             name,
             model.vertices,
             model.diameter,
@@ -154,7 +193,7 @@ def _score(dataset, index, raw, i, batch, hand_model, hands, objects, submission
     # Codalab: root-relative prediction at the given root, HO-3D order, OpenGL frame.
     joints_gl = ((joints_rel + wrist) @ GL_TO_CV)[list(OURS_TO_HO3D)]
     vertices_gl = (vertices_rel + wrist) @ GL_TO_CV
-    submission.append([np.round(joints_gl, 6).tolist(), np.round(vertices_gl, 6).tolist()])
+    scores.submission.append([np.round(joints_gl, 6).tolist(), np.round(vertices_gl, 6).tolist()])
 
 
 def _write_submission(submission: list, out: Path) -> None:

@@ -5,7 +5,13 @@ from scipy.spatial.transform import Rotation
 
 from hoposer.geometry.camera import project
 from hoposer.geometry.control_points import box_control_points
-from hoposer.geometry.pnp import ObjectPoseGate, PnPResult, object_pose_from_grid, solve_pnp
+from hoposer.geometry.pnp import (
+    ObjectPoseGate,
+    PnPResult,
+    object_pose_from_grid,
+    solve_pnp,
+    top_proposals,
+)
 
 K = np.array([[615.0, 0.0, 320.0], [0.0, 615.0, 240.0], [0.0, 0.0, 1.0]])
 CONTROL = box_control_points([-0.04, -0.06, -0.03], [0.04, 0.06, 0.03])
@@ -184,3 +190,27 @@ def test_the_gate_accepts_a_small_object_in_the_hands_larger_grasp_box():
         _votes(shrunk, np.random.default_rng(6), noise_px=0.05), grasp, T_TRUE[2], small
     )
     assert not collapsed.success and "collapse" in collapsed.reason
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 40, 64, 100])
+def test_top_proposals_match_a_stable_sort_with_ties_and_nan(k):
+    rng = np.random.default_rng(k)
+    confidence = rng.uniform(size=(64, 21)).astype(np.float32)
+    confidence[:, :7] = np.round(confidence[:, :7] * 4) / 4  # many ties at every rank
+    confidence[rng.uniform(size=confidence.shape) < 0.1] = np.nan
+    confidence[:, 20] = 0.5  # one column of equal values: lower index first
+    reference = np.argsort(-np.nan_to_num(confidence, nan=-np.inf), axis=0, kind="stable")
+    np.testing.assert_array_equal(top_proposals(confidence, k), reference[: min(k, 64)])
+
+
+def test_pose_from_box_normalised_grid_equals_pose_from_pixels():
+    rng = np.random.default_rng(5)
+    truth = _image(CONTROL)
+    grid = truth + rng.normal(scale=0.5, size=(32, 21, 2))
+    confidence = rng.uniform(size=(32, 21))
+    box = np.array([100.0, 80.0, 420.0, 380.0])
+    normalised = ((grid - box[:2]) / (box[2:] - box[:2])).astype(np.float32)
+    pixels = box[:2] + normalised.astype(np.float64) * (box[2:] - box[:2])
+    a = object_pose_from_grid(normalised, confidence, CONTROL, K, box=box)
+    b = object_pose_from_grid(pixels, confidence, CONTROL, K)
+    assert a.success and np.array_equal(a.R, b.R) and np.array_equal(a.t, b.t)
