@@ -565,11 +565,12 @@ def refine_hand(
         previous: the previous frame's fit of this hand, or None.
 
     Returns:
-        The refined hand, or None when there is no evidence or no way to place the hand.
+        The refined hand, or None when there is no evidence or no way to place the hand (also
+        when the network's θ or β is not finite: a broken network is reported, not disguised).
     """
     opts = options or RefineOptions()
     sources = evidence.sources()
-    if not sources:
+    if not sources or not (_usable(theta) and _usable(beta)):
         return None
     K = np.asarray(evidence.camera_matrix, np.float64)
     has_landmarks = EVIDENCE_LANDMARKS_2D in sources
