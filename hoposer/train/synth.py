@@ -12,10 +12,14 @@ blur, sensor noise, white-balance shifts and JPEG quality vary per frame. The pa
 of `hoposer.render` draws it (a few ms a frame). Everything is a function of (seed, frame index),
 so a data set is reproducible from its command.
 
-Object appearance: part of the objects are painted asymmetrically (six distinct box faces with
-patterns; cylinders with distinct caps and a side marking) so their pose is learnable from the
-image; the rest are plain single-colour primitives. Each frame's meta records which:
-`objSymmetry` = "none" (painted, or a user mesh), "box" or "cylinder" (plain).
+Object appearance: part of the objects are painted (six distinct box faces with patterns;
+cylinders with distinct caps and a side marking), the rest are plain single-colour primitives.
+The paint is drawn anew for every sequence, so it never says which face is which: a box turned
+180° or a cylinder turned about its axis shows a painting just as likely. The pose is thus only
+learnable up to the shape's symmetry, and each frame's meta records that symmetry:
+`objSymmetry` = "box" or "cylinder" for primitives, painted or not (the box's group has the 90°
+turns only between equal sides), and the mesh's declared symmetry (`PATH@SYMMETRY`, default
+"none") for a user mesh, whose colours are likewise random.
 
 `frames` mode writes independent frames grouped in sequences that share a hand shape, skin, an
 object and its paint (like HO-3D's sequences). `videos` mode writes smooth clips: hand pose,
@@ -68,7 +72,7 @@ class Style:
     fov_deg: tuple[float, float] = (50.0, 90.0)  #: horizontal field of view
     egocentric: float = 0.35  #: fraction of frames seen from behind the wrist
     sleeve: float = 0.5  #: fraction of sequences whose forearm wears a sleeve
-    painted: float = 0.6  #: fraction of primitive objects painted asymmetrically
+    painted: float = 0.6  #: fraction of primitive objects painted (random part colours, patterns)
     distractors: float = 1.2  #: mean number of distractor objects per frame
     occluder: float = 0.15  #: fraction of frames with an object between camera and hand
 
@@ -499,18 +503,22 @@ class PaintedObject:
     vertices: np.ndarray
     faces: np.ndarray
     colours: np.ndarray  #: (F, 3) in [0, 1]
-    symmetry: str  #: "none", "box" or "cylinder" (the meta's objSymmetry)
+    symmetry: str  #: the shape's symmetry, which the random paint does not break (objSymmetry)
 
 
 def paint_object(rng: np.random.Generator, spec: str, mesh: ObjectMesh, painted: bool):
-    """Colour an object: asymmetric paint, or one plain colour (a symmetric primitive)."""
+    """Colour an object: random paint per part, or one plain colour.
+
+    The colours are drawn per call (per sequence), so they do not identify the object's faces:
+    the label's symmetry is the shape's (a primitive's kind, a user mesh's declared symmetry).
+    """
     kind, _, rest = spec.partition(":")
     primitive = kind in ("box", "cylinder") and not Path(spec).exists()
-    if not primitive:  # a user mesh: colour by position, which breaks every symmetry
+    if not primitive:  # a user mesh: one random colour per octant
         normals, centroids = _face_normals(mesh.vertices, mesh.faces)
         palette = _distinct_colours(rng, 8)
         octant = ((centroids > np.median(centroids, axis=0)) * [1, 2, 4]).sum(axis=1)
-        return PaintedObject(mesh.vertices, mesh.faces, palette[octant], "none")
+        return PaintedObject(mesh.vertices, mesh.faces, palette[octant], mesh.symmetry)
     dims = np.array([float(d) for d in rest.split("x")])
     if not painted:
         colour = np.clip(rng.uniform(0.1, 1.0, 3), 0, 1)
@@ -534,7 +542,7 @@ def paint_object(rng: np.random.Generator, spec: str, mesh: ObjectMesh, painted:
             else:
                 continue
             colours[on & mark] = colours[on & mark] * rng.uniform(0.35, 0.6)
-        return PaintedObject(vertices, faces, colours, "none")
+        return PaintedObject(vertices, faces, colours, "box")
     vertices, faces, angles, parts, band = _banded_cylinder(dims[0], dims[1])
     base = _distinct_colours(rng, 4)  # side, bottom, top, marking
     colours = base[parts].copy()
@@ -543,7 +551,7 @@ def paint_object(rng: np.random.Generator, spec: str, mesh: ObjectMesh, painted:
     if rng.uniform() < 0.5:  # a label that does not span the full height
         marking &= band >= rng.integers(1, 3)
     colours[marking] = base[3]
-    return PaintedObject(vertices, faces, colours, "none")
+    return PaintedObject(vertices, faces, colours, "cylinder")
 
 
 def _object_for_sequence(rng: np.random.Generator, style: Style, meshes: tuple[str, ...]):

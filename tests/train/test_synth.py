@@ -97,28 +97,44 @@ def _gap(grasp, spec) -> float:
     return float(np.hypot(radial, axial).min())
 
 
-def test_painted_objects_break_their_symmetry_and_plain_ones_say_which_they_keep():
+def test_paint_varies_but_the_label_keeps_the_shapes_symmetry():
     from hoposer.geometry.control_points import object_mesh
 
     rng = np.random.default_rng(0)
     box = object_mesh("box:0.05x0.08x0.03")
     painted = paint_object(rng, "box:0.05x0.08x0.03", box, painted=True)
-    assert painted.symmetry == "none"
-    # Six faces, six different base colours: no rotation of the box maps its paint onto itself.
+    # Six faces, six different base colours...
     tri = painted.vertices[painted.faces]
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     side = np.argmax(np.abs(normals), axis=1) * 2 + (normals.max(axis=1) > -normals.min(axis=1))
     colours = {tuple(np.round(painted.colours[side == s].max(axis=0), 3)) for s in range(6)}
     assert len(colours) == 6
+    # ...drawn anew for every object, so they never say which face is +x: the label keeps the
+    # box's symmetry (a "none" label here made the object head's targets unlearnable).
+    again = paint_object(rng, "box:0.05x0.08x0.03", box, painted=True)
+    assert not np.allclose(again.colours, painted.colours)
+    assert painted.symmetry == again.symmetry == "box"
     # Same outer surface as the label mesh.
     np.testing.assert_allclose(painted.vertices.min(0), box.vertices.min(0))
     np.testing.assert_allclose(painted.vertices.max(0), box.vertices.max(0))
     plain = paint_object(rng, "box:0.05x0.08x0.03", box, painted=False)
     assert plain.symmetry == "box" and len(np.unique(plain.colours, axis=0)) == 1
     can = paint_object(rng, "cylinder:0.03x0.1", object_mesh("cylinder:0.03x0.1"), True)
-    assert can.symmetry == "none" and len(np.unique(can.colours, axis=0)) == 4
+    assert can.symmetry == "cylinder" and len(np.unique(can.colours, axis=0)) == 4
     plain_can = paint_object(rng, "cylinder:0.03x0.1", object_mesh("cylinder:0.03x0.1"), False)
     assert plain_can.symmetry == "cylinder"
+
+
+def test_a_user_mesh_is_labelled_with_its_declared_symmetry(tmp_path):
+    import trimesh
+
+    from hoposer.geometry.control_points import object_mesh
+
+    path = tmp_path / "can.obj"
+    trimesh.creation.cylinder(radius=0.03, height=0.1).export(path)
+    rng = np.random.default_rng(0)
+    for spec, symmetry in ((str(path), "none"), (f"{path}@cylinder", "cylinder")):
+        assert paint_object(rng, spec, object_mesh(spec), painted=True).symmetry == symmetry
 
 
 def test_backgrounds_are_seeded_textured_and_can_come_from_photos(tmp_path):
@@ -153,11 +169,10 @@ def test_meta_records_object_symmetry_and_cli_rejects_a_missing_photo_folder(tmp
     seen = set()
     for path in (out / "train").glob("*/meta/*.pkl"):
         meta = pickle.loads(path.read_bytes())
-        assert meta["objSymmetry"] in ("none", "box", "cylinder")
-        if meta["objSymmetry"] != "none":
-            assert meta["objSpec"].startswith(meta["objSymmetry"] + ":")
+        # Primitives, painted or plain, are labelled with their shape's symmetry.
+        assert meta["objSpec"].startswith(meta["objSymmetry"] + ":")
         seen.add(meta["objSymmetry"])
-    assert "none" in seen
+    assert seen <= {"box", "cylinder"}
     code = main(["train", "synth", "--out", str(out), "--frames", "1",
                  "--backgrounds", str(tmp_path / "nowhere")])  # fmt: skip
     assert code == 2
