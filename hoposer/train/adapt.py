@@ -1,0 +1,545 @@
+"""`hoposer train adapt`: the paper's §5 loop on a user's own unlabelled clips.
+
+1. **Label** every `stride`-th frame of each clip (a video file, a folder of frames, or a folder
+   with Something-Else box annotations, e.g. `hoposer train synth --videos`): MediaPipe Hands
+   (full landmark model, tracking mode) finds the hand unless a box is given; the network
+   predicts it under §5.1's 8 test-time augmentations (`TTAPredictor`); the TTA-aggregated hand
+   is then fitted to the 2D evidence (`refine_hand`: the network's 2D joints, MediaPipe's 21
+   landmarks and its metric landmarks), and that fit is the pseudo-label. The §5.1 statistics are
+   computed on it: the spatial ones against the main 2D evidence (MediaPipe's landmarks when it
+   found the hand, else the network's TTA 2D joints; against the fit's own projection the
+   re-projection check would be vacuous), the temporal ones against the previous sampled frame of
+   the same clip. Left hands are counted and left out (the right-hand network sees them only in
+   the mirror image, which pseudo-label training does not do).
+2. **Split**: the last `holdout` fraction of each clip's sampled frames is held out; the rest
+   goes into one pseudo-label shard in `hoposer train pseudo`'s format, where `select` keeps the
+   frames passing every §5.1 constraint (spatial, smoothness, shape).
+3. **Fine-tune** from the given weights with `hoposer train fit`'s loop (`--pseudo`, filters
+   `all`), optionally mixed with labelled data (`--data`); pseudo-labelled samples carry no
+   object label, so eq. 8's mask B removes the object terms for them.
+4. **Measure** the held-out frames before and after with the network alone (one forward, no
+   refinement): the §5 pass rate (spatial + smoothness, i.e. what the stream's stabilizer checks)
+   and the 2D agreement with MediaPipe's landmarks (mean joint distance over the landmarks' box
+   diagonal); write the adapted weights atomically and `report.json` + `report.txt`.
+
+Everything lives in a work folder (default: next to `--out`, `<out stem>.adapt/`): one labelled
+file per clip, the shard, the training run and the measures. Each is written atomically and
+reused when present, so a rerun continues where a killed one stopped; labelling (float64 fit,
+one thread) and training (`fit`'s seeded order and augmentation, `state.pt`) are deterministic,
+so the resumed result equals an uninterrupted one.
+"""
+
+import logging
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from hoposer.errors import HoposerError
+from hoposer.geometry.boxes import box_iou
+from hoposer.geometry.camera import project
+from hoposer.geometry.consistency import (
+    SPATIAL,
+    TEMPORAL,
+    Thresholds,
+    failed_constraints,
+    spatial_statistics,
+    temporal_statistics,
+)
+from hoposer.io import atomic_path, json_text, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+_LABEL_VERSION = 1  #: bump when a clip file's content changes meaning
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """What `hoposer train adapt` adapts, to what, and how long it trains."""
+
+    clips: tuple[str, ...]
+    weights: str
+    out: str
+    work: str | None = None  #: default: `<out without suffix>.adapt` beside `out`
+    data: str | None = None  #: labelled HO-3D-layout data to mix in (optional)
+    stride: int = 1  #: label every n-th frame
+    holdout: float = 0.2  #: the last fraction of each clip's frames, measured, never trained
+    fov: float = 60.0  #: assumed horizontal field of view of the clips' camera, degrees
+    tta: bool = True
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 5e-5
+    pseudo_ratio: float = 1.0  #: pseudo-labelled samples per labelled one (with `data`)
+    max_steps: int | None = None
+    checkpoint_every: int = 20
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    hand_model: str = "auto"
+    mano_dir: str | None = None
+    #: §5.1's thresholds (the paper's by default; its normalisations are ours, see
+    #: `hoposer.geometry.consistency`, so a researcher may need to retune them)
+    thresholds: Thresholds = Thresholds()
+
+    @property
+    def work_dir(self) -> Path:  # noqa: D102
+        out = Path(self.out)
+        return Path(self.work) if self.work else out.with_name(out.stem + ".adapt")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip: a name and where its frames come from."""
+
+    name: str
+    source: str  #: video file or frame folder
+    #: annotated frames (image path, hand box, object box or None) instead of a plain source
+    annotated: tuple | None = None
+
+    def frames(self):
+        """Yield (index, image ref, BGR image, hand box or None, object box or None)."""
+        if self.annotated is not None:
+            for index, (path, hand, obj) in enumerate(self.annotated):
+                image = cv2.imread(path)
+                if image is not None:
+                    yield index, path, image, hand, obj
+            return
+        source = Path(self.source)
+        if source.is_dir():
+            paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            for index, path in enumerate(paths):
+                image = cv2.imread(str(path))
+                if image is not None:
+                    yield index, str(path), image, None, None
+            return
+        capture = cv2.VideoCapture(str(source))
+        index = 0
+        try:
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                yield index, None, image, None, None  # no path: the frame is saved as JPEG
+                index += 1
+        finally:
+            capture.release()
+
+
+def find_clips(paths: tuple[str, ...] | list[str]) -> list[Clip]:
+    """The clips named on the command line (files, frame folders, annotated folders).
+
+    Raises:
+        HoposerError: a path that is none of these.
+    """
+    from hoposer.train.pseudo.videos import read_annotated_videos
+
+    clips: list[Clip] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+            clips.append(Clip(path.stem, str(path)))
+        elif path.is_dir() and (path / "annotations.json").is_file():
+            for video in read_annotated_videos(path):
+                frames = tuple((f.image, f.hand_box, f.object_box) for f in video.frames)
+                clips.append(Clip(video.id, str(path), frames))
+        elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+            clips.append(Clip(path.name, str(path)))
+        elif path.exists():
+            raise HoposerError(
+                f"clip {path} is neither a video ({', '.join(VIDEO_SUFFIXES)}), a folder of "
+                "frames (.jpg/.png), nor a folder with annotations.json"
+            )
+        else:
+            raise HoposerError(f"clip {path} does not exist")
+    if not clips:
+        raise HoposerError("no clips given: name video files or frame folders")
+    return [replace(c, name=f"{i:03d}-{_safe(c.name)}") for i, c in enumerate(clips)]
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:60]
+
+
+class _Labeller:
+    """The network (TTA and single-view), the hand model, its kinematics and the detector."""
+
+    def __init__(self, weights: str, options: AdaptOptions, device: torch.device) -> None:
+        from hoposer.geometry.refine import Kinematics
+        from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
+        from hoposer.model.hand import hand_model_for_weights
+        from hoposer.train.pseudo.generate import TTA, TTAPredictor
+
+        model = load_checkpoint(weights)
+        trained_with = read_checkpoint_info(weights).metadata.get("hand_model")
+        self.hand_model = hand_model_for_weights(trained_with, options.hand_model, options.mano_dir)
+        self.tta = TTAPredictor(model, self.hand_model, device, TTA if options.tta else ((1, 0),))
+        self.single = TTAPredictor(model, self.hand_model, device, ((1.0, 0.0),))
+        self.kinematics = Kinematics.from_model(self.hand_model)
+        self.options = options
+
+    def label_clip(self, clip: Clip, frames_dir: Path) -> dict[str, np.ndarray]:
+        """Pseudo-labels (refined TTA fits) and §5.1 statistics of a clip's sampled frames."""
+        from hoposer.geometry.refine import Evidence, refine_hand
+        from hoposer.stream.detect import MediaPipeHandDetector, grasp_box
+        from hoposer.stream.pipeline import default_camera_matrix
+        from hoposer.train.pseudo.generate import STATISTICS
+
+        counts = {"frames_seen": 0, "no_hand": 0, "left_hand": 0, "refine_failed": 0}
+        rows: dict[str, list] = {k: [] for k in (
+            "frame_index", "image", "hand_box", "object_box", "joints_2d", "joints_3d", "theta",
+            "beta", "stats", "landmarks")}  # fmt: skip
+        detector = MediaPipeHandDetector(video=True, model_complexity=1)
+        previous = None  # (frame index, label) of the last labelled frame
+        try:
+            for index, ref, bgr, hand_box, object_box in clip.frames():
+                if index % self.options.stride:
+                    continue
+                counts["frames_seen"] += 1
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                found = detector.detect(rgb)  # every sampled frame: tracking needs the sequence
+                if hand_box is not None and found is not None:
+                    if float(box_iou(found.box, np.asarray(hand_box, np.float64))) < 0.3:
+                        found = None  # MediaPipe's hand is not the annotated one
+                if hand_box is None:
+                    if found is None:
+                        counts["no_hand"] += 1
+                        previous = None  # a gap breaks the temporal chain
+                        continue
+                    hand_box, object_box = found.box, grasp_box(found.box, found.landmarks)
+                if found is not None and found.side == "left":
+                    counts["left_hand"] += 1
+                    previous = None
+                    continue
+                if ref is None:  # a frame inside a video file: training reads it back as JPEG
+                    ref = str(frames_dir / f"{index:06d}.jpg")
+                    frames_dir.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(ref) as tmp:
+                        ok, jpg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                        tmp.write_bytes(jpg.tobytes())
+                    rgb = cv2.cvtColor(cv2.imread(ref), cv2.COLOR_BGR2RGB)  # label what trains
+                height, width = rgb.shape[:2]
+                K = default_camera_matrix(width, height, self.options.fov)
+                net = self.tta.predict(rgb, hand_box, object_box)
+                evidence = Evidence(
+                    K,
+                    network_2d=net["joints_2d"],
+                    landmarks_2d=None if found is None else found.landmarks,
+                    landmark_weights=None if found is None else found.landmark_weights,
+                    landmarks_3d=None if found is None else found.world_landmarks,
+                )
+                chained = previous is not None and previous[0] == index - self.options.stride
+                fit = refine_hand(
+                    self.kinematics, net["theta"], net["beta"], np.full(3, np.nan), evidence,
+                    previous=previous[1]["fit"] if chained else None,
+                )  # fmt: skip
+                label = self._label(net, fit, K)
+                counts["refine_failed"] += fit is None
+                main_2d = found.landmarks if found is not None else net["joints_2d"]
+                stats = spatial_statistics(
+                    label["joints_3d"], main_2d, label["vertices"], np.asarray(hand_box)
+                )
+                if chained:
+                    before = previous[1]
+                    stats |= temporal_statistics(
+                        label["joints_2d"], label["theta"], before["joints_2d"], before["theta"]
+                    )
+                previous = (index, label)
+                rows["frame_index"].append(index)
+                rows["image"].append(ref)
+                rows["hand_box"].append(np.asarray(hand_box, np.float64))
+                rows["object_box"].append(
+                    np.full(4, np.nan) if object_box is None else np.asarray(object_box, float)
+                )
+                for key in ("joints_2d", "joints_3d", "theta", "beta"):
+                    rows[key].append(label[key])
+                rows["stats"].append([stats.get(name, np.nan) for name in STATISTICS])
+                rows["landmarks"].append(
+                    np.full((21, 2), np.nan) if found is None else found.landmarks
+                )
+        finally:
+            detector.close()
+        n = len(rows["image"])
+        out = {
+            k: np.asarray(v, np.float64).reshape((n, *_SHAPES[k]))
+            for k, v in rows.items()
+            if k != "image"
+        }
+        out["frame_index"] = out["frame_index"].astype(np.int64)
+        out["image"] = np.asarray(rows["image"], dtype=str)
+        out["video"] = np.asarray([clip.name] * n, dtype=str)
+        out["counts"] = np.asarray([counts[k] for k in _COUNTS], np.int64)
+        out["version"] = np.int64(_LABEL_VERSION)
+        out["stride"] = np.int64(self.options.stride)
+        return out
+
+    def _label(self, net: dict, fit, K: np.ndarray) -> dict:
+        """The pseudo-label: the refined fit (or the TTA hand when no fit was possible)."""
+        if fit is None:
+            return net | {"fit": None}
+        with torch.no_grad():
+            hand = self.hand_model(
+                torch.from_numpy(fit.theta[None]), torch.from_numpy(fit.beta[None])
+            )
+        return {
+            "joints_2d": project(fit.joints, K),
+            "theta": fit.theta,
+            "beta": fit.beta,
+            "joints_3d": hand.joints[0].double().numpy(),
+            "vertices": hand.vertices[0].double().numpy(),
+            "fit": fit,
+        }
+
+
+_COUNTS = ("frames_seen", "no_hand", "left_hand", "refine_failed")
+_SHAPES = {
+    "frame_index": (), "hand_box": (4,), "object_box": (4,), "joints_2d": (21, 2),
+    "joints_3d": (21, 3), "theta": (48,), "beta": (10,), "stats": (6,), "landmarks": (21, 2),
+}  # fmt: skip
+
+
+def _save_npz(path: Path, arrays: dict) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def split_heldout(labels: dict[str, np.ndarray], holdout: float) -> np.ndarray:
+    """Boolean `(N,)`: the clip's labelled frames in the last `holdout` of its sampled frames."""
+    sampled_span = int(labels["counts"][0]) * int(labels["stride"])  # frames the sampling covered
+    return labels["frame_index"] >= (1.0 - holdout) * sampled_span
+
+
+_SHARD_KEYS = ("video", "image", "hand_box", "object_box", "joints_2d", "joints_3d", "theta",
+               "beta", "stats")  # fmt: skip
+
+
+def write_shard(arrays: dict[str, np.ndarray], folder: Path) -> None:
+    """Frames as one shard of `hoposer train pseudo`'s format (`load_shards`, `select`)."""
+    from hoposer.train.pseudo.generate import STATISTICS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shard = {k: arrays[k] for k in _SHARD_KEYS}
+    _save_npz(folder / "shard-00000.npz", shard | {"statistic_names": np.asarray(STATISTICS)})
+
+
+def training_candidates(clips: list[dict], holdout: float) -> dict[str, np.ndarray]:
+    """The frames of every clip before its held-out tail, concatenated."""
+    parts = [{k: c[k][~split_heldout(c, holdout)] for k in _SHARD_KEYS} for c in clips]
+    return {k: np.concatenate([p[k] for p in parts]) for k in _SHARD_KEYS}
+
+
+def heldout_measures(
+    predictor, frames: list[dict], thresholds: Thresholds | None = None
+) -> dict:
+    """The network alone on held-out frames: §5 pass rate and 2D agreement with MediaPipe.
+
+    Args:
+        predictor: a single-view `TTAPredictor` of the weights to measure.
+        frames: per held-out frame: image, hand_box, object_box, landmarks, clip, frame_index.
+    """
+    thresholds = thresholds or Thresholds()
+    passed, errors, previous = [], [], None
+    for frame in frames:
+        rgb = cv2.cvtColor(cv2.imread(frame["image"]), cv2.COLOR_BGR2RGB)
+        box = frame["object_box"]
+        p = predictor.predict(rgb, frame["hand_box"], box if np.isfinite(box).all() else None)
+        stats = spatial_statistics(p["joints_3d"], p["joints_2d"], p["vertices"], frame["hand_box"])
+        key = (frame["clip"], frame["frame_index"] - frame["stride"])
+        if previous is not None and previous[0] == key:
+            stats |= temporal_statistics(
+                p["joints_2d"], p["theta"], previous[1]["joints_2d"], previous[1]["theta"]
+            )
+        previous = ((frame["clip"], frame["frame_index"]), p)
+        passed.append(not failed_constraints(stats, thresholds))
+        landmarks = frame["landmarks"]
+        if np.isfinite(landmarks).all():
+            diagonal = np.linalg.norm(landmarks.max(axis=0) - landmarks.min(axis=0))
+            errors.append(np.linalg.norm(p["joints_2d"] - landmarks, axis=1).mean() / diagonal)
+    return {
+        "frames": len(frames),
+        "section5_pass_rate": float(np.mean(passed)) if passed else None,
+        "frames_with_landmarks": len(errors),
+        "error_2d_vs_mediapipe": float(np.mean(errors)) if errors else None,
+        "error_2d_vs_mediapipe_median": float(np.median(errors)) if errors else None,
+    }
+
+
+def _heldout_frames(clips: list[dict], holdout: float, stride: int) -> list[dict]:
+    frames = []
+    for c in clips:
+        for i in np.flatnonzero(split_heldout(c, holdout)):
+            frames.append({
+                "clip": str(c["video"][i]), "frame_index": int(c["frame_index"][i]),
+                "stride": stride, "image": str(c["image"][i]), "hand_box": c["hand_box"][i],
+                "object_box": c["object_box"][i], "landmarks": c["landmarks"][i],
+            })  # fmt: skip
+    return frames
+
+
+def _settings(options: AdaptOptions) -> dict:
+    """What must match for a work folder to be continued (not the output path)."""
+    keep = asdict(options)
+    for key in ("out", "work", "device", "threads"):
+        keep.pop(key)
+    keep["thresholds"] = asdict(options.thresholds)
+    keep["clips"] = list(options.clips)
+    return keep
+
+
+def adapt(options: AdaptOptions, progress=None) -> dict:
+    """Run (or continue) the adaptation; returns the report."""
+    from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
+    from hoposer.threads import configure_threads
+    from hoposer.train.fit import FitOptions, fit, resolve_device
+    from hoposer.train.pseudo.select import load_shards, select
+
+    _check(options)
+    configure_threads(options.threads)
+    clips = find_clips(options.clips)
+    work = options.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    settings_path = work / "adapt.json"
+    settings = _settings(options)
+    if settings_path.is_file():
+        if json.loads(settings_path.read_text()) != json.loads(json_text(settings)):
+            raise HoposerError(
+                f"{work} holds an adaptation with other settings: rerun with the same ones to "
+                "continue it, or pass another --work (or remove that folder)"
+            )
+    else:
+        write_text_atomic(settings_path, json_text(settings, indent=2) + "\n")
+    device = resolve_device(options.device)
+    labeller = _Labeller(options.weights, options, device)
+
+    # 1. label each clip (a finished clip's file is reused)
+    labelled = []
+    for number, clip in enumerate(clips):
+        path = work / "labels" / f"{clip.name}.npz"
+        if path.is_file():
+            labelled.append(_load_npz(path))
+        else:
+            arrays = labeller.label_clip(clip, work / "frames" / clip.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _save_npz(path, arrays)
+            labelled.append(arrays)
+        if progress:
+            progress(number + 1, len(clips))
+
+    # 2. split, select
+    counts = {k: int(sum(c["counts"][i] for c in labelled)) for i, k in enumerate(_COUNTS)}
+    with_hand = int(sum(len(c["image"]) for c in labelled))
+    heldout = _heldout_frames(labelled, options.holdout, options.stride)
+    if with_hand - len(heldout) <= 0:
+        raise HoposerError(
+            f"no right hand found in the training part of the clips ({counts['frames_seen']} "
+            f"frames seen, {counts['no_hand']} without a hand, {counts['left_hand']} left hands):"
+            " give clips where a right hand is visible"
+        )
+    # Every candidate with its statistics (for `hoposer train pseudo`-style inspection), and the
+    # kept ones, which train (with the "none" filter: this selection is the one that counts).
+    candidates = training_candidates(labelled, options.holdout)
+    write_shard(candidates, work / "candidates")
+    keep, funnel = select(load_shards([work / "candidates"]), "all", options.thresholds)
+    if keep.any():
+        write_shard({k: v[keep] for k, v in candidates.items()}, work / "pseudo")
+    report: dict = {
+        "weights": options.weights,
+        "out": options.out,
+        "clips": [c.name for c in clips],
+        "funnel": {
+            "frames_seen": counts["frames_seen"],
+            "with_a_right_hand": with_hand,
+            "left_hands_left_out": counts["left_hand"],
+            "refine_failed": counts["refine_failed"],
+            "held_out": len(heldout),
+            "training_candidates": funnel.pop("frames"),
+            **funnel,
+        },
+    }
+    if not keep.any():
+        raise HoposerError(
+            f"no pseudo-label passed the §5 constraints ({json_text(report['funnel'])}): the "
+            "weights cannot label these clips reliably; see the funnel for which check fails"
+        )
+
+    # 3. before: the given weights on the held-out frames
+    before_path = work / "before.json"
+    if before_path.is_file():
+        before = json.loads(before_path.read_text())
+    else:
+        before = heldout_measures(labeller.single, heldout, options.thresholds)
+        write_text_atomic(before_path, json_text(before, indent=2) + "\n")
+
+    # 4. fine-tune (fit's loop; resumes from state.pt)
+    run = work / "run"
+    fit_options = FitOptions(
+        data=options.data, out=str(run), epochs=options.epochs, batch_size=options.batch_size,
+        lr=options.lr, lr_step=max(options.epochs, 1), lr_gamma=1.0, workers=0,
+        seed=options.seed, hand_model=labeller.hand_model.name, mano_dir=options.mano_dir,
+        init_weights=options.weights, checkpoint_every=options.checkpoint_every,
+        max_steps=options.max_steps, device=options.device, threads=options.threads,
+        pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_filters="none",
+    )  # fmt: skip
+    summary = fit(fit_options, resume=(run / "state.pt").is_file(), progress=progress is not None)
+    adapted = load_checkpoint(run / "model.safetensors")
+    metadata = {"hand_model": labeller.hand_model.name, "adapted_from": str(options.weights),
+                "adapt_work": str(work)}  # fmt: skip
+    save_checkpoint(adapted, options.out, metadata=metadata)
+
+    # 5. after
+    from hoposer.train.pseudo.generate import TTAPredictor
+
+    after = heldout_measures(TTAPredictor(adapted, labeller.hand_model, device, ((1.0, 0.0),)),
+                             heldout, options.thresholds)  # fmt: skip
+    report |= {"before": before, "after": after, "training": _training_summary(run, summary)}
+    write_text_atomic(work / "report.json", json_text(report, indent=2) + "\n")
+    write_text_atomic(work / "report.txt", report_text(report))
+    return report
+
+
+def _training_summary(run: Path, summary: dict) -> dict:
+    log_path = run / "metrics.jsonl"
+    lines = log_path.read_text().splitlines() if log_path.is_file() else []
+    epochs = [json.loads(line) for line in lines if line.strip()]
+    return {"epochs_logged": len(epochs), "last_epoch": epochs[-1] if epochs else summary}
+
+
+def report_text(report: dict) -> str:
+    """The short human-readable report."""
+    f = report["funnel"]
+    lines = [f"adapted {report['weights']} -> {report['out']} on {len(report['clips'])} clip(s)",
+             "funnel: " + ", ".join(f"{k} {v}" for k, v in f.items())]  # fmt: skip
+
+    def show(name: str, m: dict) -> str:
+        rate = "n/a" if m["section5_pass_rate"] is None else f"{m['section5_pass_rate']:.3f}"
+        err = "n/a" if m["error_2d_vs_mediapipe"] is None else f"{m['error_2d_vs_mediapipe']:.4f}"
+        return (f"{name:<6} held-out frames {m['frames']}: §5 pass rate {rate}, 2D error vs "
+                f"MediaPipe (per box diagonal) {err} on {m['frames_with_landmarks']} frames")  # fmt: skip
+
+    lines += [show("before", report["before"]), show("after", report["after"])]
+    return "\n".join(lines) + "\n"
+
+
+def _check(options: AdaptOptions) -> None:
+    if not Path(options.weights).is_file():
+        raise HoposerError(f"--weights {options.weights} does not exist: give a hoposer checkpoint")
+    if not 0.0 <= options.holdout < 1.0:
+        raise HoposerError(f"--holdout must be in [0, 1), not {options.holdout}")
+    if options.stride < 1:
+        raise HoposerError(f"--stride must be at least 1, not {options.stride}")
+    if options.epochs < 1:
+        raise HoposerError(f"--epochs must be at least 1, not {options.epochs}")
+    if options.data is not None and not Path(options.data).is_dir():
+        raise HoposerError(f"--data {options.data} is not a folder (HO-3D layout, e.g. from "
+                           "`hoposer train synth`)")  # fmt: skip
+    if not str(options.out).endswith(".safetensors"):
+        raise HoposerError(f"--out {options.out} must name a .safetensors file")
