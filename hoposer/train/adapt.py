@@ -29,8 +29,8 @@ one thread) and training (`fit`'s seeded order and augmentation, `state.pt`) are
 so the resumed result equals an uninterrupted one.
 """
 
-import logging
 import json
+import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -42,8 +42,6 @@ from hoposer.errors import HoposerError
 from hoposer.geometry.boxes import box_iou
 from hoposer.geometry.camera import project
 from hoposer.geometry.consistency import (
-    SPATIAL,
-    TEMPORAL,
     Thresholds,
     failed_constraints,
     spatial_statistics,
@@ -202,9 +200,9 @@ class _Labeller:
                 counts["frames_seen"] += 1
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
                 found = detector.detect(rgb)  # every sampled frame: tracking needs the sequence
-                if hand_box is not None and found is not None:
-                    if float(box_iou(found.box, np.asarray(hand_box, np.float64))) < 0.3:
-                        found = None  # MediaPipe's hand is not the annotated one
+                given = None if hand_box is None else np.asarray(hand_box, np.float64)
+                if found is not None and given is not None and box_iou(found.box, given) < 0.3:
+                    found = None  # MediaPipe's hand is not the annotated one
                 if hand_box is None:
                     if found is None:
                         counts["no_hand"] += 1
@@ -337,14 +335,14 @@ def training_candidates(clips: list[dict], holdout: float) -> dict[str, np.ndarr
     return {k: np.concatenate([p[k] for p in parts]) for k in _SHARD_KEYS}
 
 
-def heldout_measures(
-    predictor, frames: list[dict], thresholds: Thresholds | None = None
-) -> dict:
+def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | None = None) -> dict:
     """The network alone on held-out frames: §5 pass rate and 2D agreement with MediaPipe.
 
     Args:
         predictor: a single-view `TTAPredictor` of the weights to measure.
-        frames: per held-out frame: image, hand_box, object_box, landmarks, clip, frame_index.
+        frames: per held-out frame: image, hand_box, object_box, landmarks, clip, frame_index,
+            stride.
+        thresholds: §5.1's thresholds.
     """
     thresholds = thresholds or Thresholds()
     passed, errors, previous = [], [], None
@@ -522,8 +520,10 @@ def report_text(report: dict) -> str:
     def show(name: str, m: dict) -> str:
         rate = "n/a" if m["section5_pass_rate"] is None else f"{m['section5_pass_rate']:.3f}"
         err = "n/a" if m["error_2d_vs_mediapipe"] is None else f"{m['error_2d_vs_mediapipe']:.4f}"
-        return (f"{name:<6} held-out frames {m['frames']}: §5 pass rate {rate}, 2D error vs "
-                f"MediaPipe (per box diagonal) {err} on {m['frames_with_landmarks']} frames")  # fmt: skip
+        return (
+            f"{name:<6} held-out frames {m['frames']}: §5 pass rate {rate}, 2D error vs "
+            f"MediaPipe (per box diagonal) {err} on {m['frames_with_landmarks']} frames"
+        )
 
     lines += [show("before", report["before"]), show("after", report["after"])]
     return "\n".join(lines) + "\n"

@@ -254,7 +254,8 @@ def pseudo(
 @train_app.command("adapt")
 def adapt(
     clips: Annotated[
-        list[Path], typer.Argument(help="video files, frame folders, or folders with annotations.json")
+        list[Path],
+        typer.Argument(help="video files, frame folders, or folders with annotations.json"),
     ],
     weights: Annotated[Path, typer.Option(help="hoposer checkpoint to adapt")],
     out: Annotated[Path, typer.Option("--out", "-o", help="adapted checkpoint (.safetensors)")],
@@ -290,8 +291,10 @@ def adapt(
     hand_model: HandModelOpt = "auto",
     mano_dir: ManoDir = None,
 ) -> None:
-    """Adapt weights to your own unlabelled clips (§5: TTA pseudo-labels refined to MediaPipe's
-    landmarks, the spatial and temporal constraints, eq. 8's masked self-training).
+    """Adapt weights to your own unlabelled clips (the paper's §5 loop).
+
+    TTA pseudo-labels refined to MediaPipe's landmarks, kept by the spatial and temporal
+    constraints, then self-training with eq. 8's mask (pseudo-labels train the hand only).
 
     Resumable: rerun the same command to continue. Writes OUT and, in the work folder,
     report.json / report.txt (the funnel, and held-out frames before vs after).
@@ -299,8 +302,8 @@ def adapt(
     Example: hoposer train adapt my_clip.mp4 --weights hoposer/weights/lite-synthetic.safetensors
     --out adapted.safetensors
     """
-    from hoposer.io import check_writable_file
     from hoposer.geometry.consistency import Thresholds
+    from hoposer.io import check_writable_file
     from hoposer.train.adapt import AdaptOptions
     from hoposer.train.adapt import adapt as run_adapt
 
