@@ -75,8 +75,10 @@ def test_adapt_end_to_end_and_a_killed_run_resumes_to_the_same_weights(clips, we
     again = tmp_path / "again" / "w2.safetensors"
     again.parent.mkdir()
     env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "hoposer.cli", *_args(clips, weights, again)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    command = [sys.executable, "-m", "hoposer.cli", *_args(clips, weights, again)]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     state = again.with_name("w2.adapt") / "run" / "state.pt"
     deadline = time.monotonic() + 300
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
