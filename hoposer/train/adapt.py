@@ -9,8 +9,8 @@
    computed on it: the spatial ones against the main 2D evidence (MediaPipe's landmarks when it
    found the hand, else the network's TTA 2D joints; against the fit's own projection the
    re-projection check would be vacuous), the temporal ones against the previous sampled frame of
-   the same clip. Left hands are counted and left out (the right-hand network sees them only in
-   the mirror image, which pseudo-label training does not do).
+   the same clip. A left hand (MediaPipe's handedness) is labelled, trained and measured in the
+   mirror image of its frame (saved as JPEG), where it is a right hand, as the stream does.
 2. **Split**: the last `holdout` fraction of each clip's sampled frames is held out; the rest
    goes into one pseudo-label shard in `hoposer train pseudo`'s format, where `select` keeps the
    frames passing every §5.1 constraint (spatial, smoothness, shape).
@@ -192,7 +192,7 @@ class _Labeller:
             "frame_index", "image", "hand_box", "object_box", "joints_2d", "joints_3d", "theta",
             "beta", "stats", "landmarks")}  # fmt: skip
         detector = MediaPipeHandDetector(video=True, model_complexity=1)
-        previous = None  # (frame index, label) of the last labelled frame
+        previous = None  # (frame index, label, mirrored) of the last labelled frame
         try:
             for index, ref, bgr, hand_box, object_box in clip.frames():
                 if index % self.options.stride:
@@ -209,12 +209,16 @@ class _Labeller:
                         previous = None  # a gap breaks the temporal chain
                         continue
                     hand_box, object_box = found.box, grasp_box(found.box, found.landmarks)
-                if found is not None and found.side == "left":
+                landmarks = None if found is None else found.landmarks
+                world = None if found is None else found.world_landmarks
+                mirrored = found is not None and found.side == "left"
+                if mirrored:  # as the stream does: a left hand is a right hand in the mirror
                     counts["left_hand"] += 1
-                    previous = None
-                    continue
-                if ref is None:  # a frame inside a video file: training reads it back as JPEG
-                    ref = str(frames_dir / f"{index:06d}.jpg")
+                    bgr, hand_box, object_box, landmarks, world = _mirrored(
+                        bgr, hand_box, object_box, landmarks, world
+                    )
+                if ref is None or mirrored:  # training reads the frame back from this JPEG
+                    ref = str(frames_dir / f"{index:06d}{'-mirrored' if mirrored else ''}.jpg")
                     frames_dir.mkdir(parents=True, exist_ok=True)
                     with atomic_path(ref) as tmp:
                         ok, jpg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -226,18 +230,20 @@ class _Labeller:
                 evidence = Evidence(
                     K,
                     network_2d=net["joints_2d"],
-                    landmarks_2d=None if found is None else found.landmarks,
+                    landmarks_2d=landmarks,
                     landmark_weights=None if found is None else found.landmark_weights,
-                    landmarks_3d=None if found is None else found.world_landmarks,
+                    landmarks_3d=world,
                 )
+                # the previous sampled frame, seen the same way (a flip of side breaks the chain)
                 chained = previous is not None and previous[0] == index - self.options.stride
+                chained = chained and previous[2] == mirrored
                 fit = refine_hand(
                     self.kinematics, net["theta"], net["beta"], np.full(3, np.nan), evidence,
                     previous=previous[1]["fit"] if chained else None,
                 )  # fmt: skip
                 label = self._label(net, fit, K)
                 counts["refine_failed"] += fit is None
-                main_2d = found.landmarks if found is not None else net["joints_2d"]
+                main_2d = landmarks if landmarks is not None else net["joints_2d"]
                 stats = spatial_statistics(
                     label["joints_3d"], main_2d, label["vertices"], np.asarray(hand_box)
                 )
@@ -246,7 +252,7 @@ class _Labeller:
                     stats |= temporal_statistics(
                         label["joints_2d"], label["theta"], before["joints_2d"], before["theta"]
                     )
-                previous = (index, label)
+                previous = (index, label, mirrored)
                 rows["frame_index"].append(index)
                 rows["image"].append(ref)
                 rows["hand_box"].append(np.asarray(hand_box, np.float64))
@@ -257,7 +263,7 @@ class _Labeller:
                     rows[key].append(label[key])
                 rows["stats"].append([stats.get(name, np.nan) for name in STATISTICS])
                 rows["landmarks"].append(
-                    np.full((21, 2), np.nan) if found is None else found.landmarks
+                    np.full((21, 2), np.nan) if landmarks is None else landmarks
                 )
         finally:
             detector.close()
@@ -291,6 +297,22 @@ class _Labeller:
             "vertices": hand.vertices[0].double().numpy(),
             "fit": fit,
         }
+
+
+def _mirrored(bgr, hand_box, object_box, landmarks, world):
+    """The frame, boxes and landmarks in the mirror image (x → W − 1 − x, metric X → −X)."""
+    from hoposer.model.inputs import mirror_box
+
+    width = bgr.shape[1]
+    points = np.array(landmarks, np.float64)
+    points[:, 0] = width - 1 - points[:, 0]
+    return (
+        np.ascontiguousarray(bgr[:, ::-1]),
+        mirror_box(hand_box, width),
+        None if object_box is None else mirror_box(object_box, width),
+        points,
+        None if world is None else np.asarray(world, np.float64) * np.array([-1.0, 1.0, 1.0]),
+    )
 
 
 _COUNTS = ("frames_seen", "no_hand", "left_hand", "refine_failed")
@@ -346,6 +368,7 @@ def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | Non
     """
     thresholds = thresholds or Thresholds()
     passed, errors, previous = [], [], None
+    failures: dict[str, int] = {}
     for frame in frames:
         rgb = cv2.cvtColor(cv2.imread(frame["image"]), cv2.COLOR_BGR2RGB)
         box = frame["object_box"]
@@ -357,7 +380,10 @@ def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | Non
                 p["joints_2d"], p["theta"], previous[1]["joints_2d"], previous[1]["theta"]
             )
         previous = ((frame["clip"], frame["frame_index"]), p)
-        passed.append(not failed_constraints(stats, thresholds))
+        failed = failed_constraints(stats, thresholds)
+        passed.append(not failed)
+        for name in failed:
+            failures[name] = failures.get(name, 0) + 1
         landmarks = frame["landmarks"]
         if np.isfinite(landmarks).all():
             diagonal = np.linalg.norm(landmarks.max(axis=0) - landmarks.min(axis=0))
@@ -365,6 +391,7 @@ def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | Non
     return {
         "frames": len(frames),
         "section5_pass_rate": float(np.mean(passed)) if passed else None,
+        "failed_by_constraint": dict(sorted(failures.items())),
         "frames_with_landmarks": len(errors),
         "error_2d_vs_mediapipe": float(np.mean(errors)) if errors else None,
         "error_2d_vs_mediapipe_median": float(np.median(errors)) if errors else None,
@@ -438,9 +465,8 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
     heldout = _heldout_frames(labelled, options.holdout, options.stride)
     if with_hand - len(heldout) <= 0:
         raise HoposerError(
-            f"no right hand found in the training part of the clips ({counts['frames_seen']} "
-            f"frames seen, {counts['no_hand']} without a hand, {counts['left_hand']} left hands):"
-            " give clips where a right hand is visible"
+            f"no hand found in the training part of the clips ({counts['frames_seen']} frames "
+            f"seen, {counts['no_hand']} without a hand): give clips where a hand is visible"
         )
     # Every candidate with its statistics (for `hoposer train pseudo`-style inspection), and the
     # kept ones, which train (with the "none" filter: this selection is the one that counts).
@@ -455,8 +481,8 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
         "clips": [c.name for c in clips],
         "funnel": {
             "frames_seen": counts["frames_seen"],
-            "with_a_right_hand": with_hand,
-            "left_hands_left_out": counts["left_hand"],
+            "with_a_hand": with_hand,
+            "left_hands_mirrored": counts["left_hand"],
             "refine_failed": counts["refine_failed"],
             "held_out": len(heldout),
             "training_candidates": funnel.pop("frames"),
