@@ -410,14 +410,43 @@ def _heldout_frames(clips: list[dict], holdout: float, stride: int) -> list[dict
     return frames
 
 
+#: The settings the labels depend on; the rest (selection thresholds, training) only decide
+#: what trains and how, so changing them retrains from the labels already made.
+_LABELLING = ("clips", "weights", "stride", "holdout", "fov", "tta", "hand_model", "mano_dir")
+
+
 def _settings(options: AdaptOptions) -> dict:
-    """What must match for a work folder to be continued (not the output path)."""
-    keep = asdict(options)
+    """The settings a work folder was made with, by group (not the output path)."""
+    every = json.loads(json_text(asdict(options)))
     for key in ("out", "work", "device", "threads"):
-        keep.pop(key)
-    keep["thresholds"] = asdict(options.thresholds)
-    keep["clips"] = list(options.clips)
-    return keep
+        every.pop(key)
+    labelling = {k: every.pop(k) for k in _LABELLING}
+    return {"labelling": labelling, "training": every}
+
+
+def _continue_or_start(work: Path, options: AdaptOptions) -> None:
+    """Check the work folder's settings; retrain (keeping the labels) when only training's changed.
+
+    Raises:
+        HoposerError: the folder's labels were made with other labelling settings.
+    """
+    import shutil
+
+    path = work / "adapt.json"
+    settings = _settings(options)
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("labelling") != settings["labelling"]:
+            raise HoposerError(
+                f"{work} holds labels made with other clips or labelling settings: rerun with "
+                "the same ones to continue, or pass another --work (or remove that folder)"
+            )
+        if stored.get("training") == settings["training"]:
+            return
+        log.info("training settings changed: retraining from the labels in %s", work)
+        shutil.rmtree(work / "run", ignore_errors=True)
+        (work / "before.json").unlink(missing_ok=True)
+    write_text_atomic(path, json_text(settings, indent=2) + "\n")
 
 
 def adapt(options: AdaptOptions, progress=None) -> dict:
@@ -432,16 +461,7 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
     clips = find_clips(options.clips)
     work = options.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    settings_path = work / "adapt.json"
-    settings = _settings(options)
-    if settings_path.is_file():
-        if json.loads(settings_path.read_text()) != json.loads(json_text(settings)):
-            raise HoposerError(
-                f"{work} holds an adaptation with other settings: rerun with the same ones to "
-                "continue it, or pass another --work (or remove that folder)"
-            )
-    else:
-        write_text_atomic(settings_path, json_text(settings, indent=2) + "\n")
+    _continue_or_start(work, options)
     device = resolve_device(options.device)
     labeller = _Labeller(options.weights, options, device)
 
