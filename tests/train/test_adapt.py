@@ -94,6 +94,19 @@ def test_adapt_end_to_end_and_a_killed_run_resumes_to_the_same_weights(clips, we
         assert torch.equal(resumed[key], trained[key]), key
     assert json.loads((again.with_name("w2.adapt") / "report.json").read_text())["funnel"] == funnel
 
+    # Other training settings retrain from the labels already made; other labelling ones refuse.
+    labels = sorted((work / "labels").glob("*.npz"))
+    stamps = [p.stat().st_mtime_ns for p in labels]
+    args = _args(clips, weights, whole)
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args) == 0
+    assert [p.stat().st_mtime_ns for p in labels] == stamps
+    one_epoch = load_file(str(whole))
+    assert any(not torch.equal(one_epoch[k], trained[k]) for k in trained)
+    assert json.loads((work / "run" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 1
+    args[args.index("--holdout") + 1] = "0.5"
+    assert main(args) == 2
+
 
 def test_bad_clips_and_weights_are_one_line_errors(clips, weights, tmp_path, capsys):
     out = str(tmp_path / "w2.safetensors")
