@@ -369,6 +369,7 @@ def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | Non
     thresholds = thresholds or Thresholds()
     passed, errors, previous = [], [], None
     failures: dict[str, int] = {}
+    values: dict[str, list[float]] = {}
     for frame in frames:
         rgb = cv2.cvtColor(cv2.imread(frame["image"]), cv2.COLOR_BGR2RGB)
         box = frame["object_box"]
@@ -380,6 +381,8 @@ def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | Non
                 p["joints_2d"], p["theta"], previous[1]["joints_2d"], previous[1]["theta"]
             )
         previous = ((frame["clip"], frame["frame_index"]), p)
+        for name, value in stats.items():
+            values.setdefault(name, []).append(value)
         failed = failed_constraints(stats, thresholds)
         passed.append(not failed)
         for name in failed:
@@ -392,6 +395,7 @@ def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | Non
         "frames": len(frames),
         "section5_pass_rate": float(np.mean(passed)) if passed else None,
         "failed_by_constraint": dict(sorted(failures.items())),
+        "median_statistics": {k: float(np.nanmedian(v)) for k, v in sorted(values.items())},
         "frames_with_landmarks": len(errors),
         "error_2d_vs_mediapipe": float(np.mean(errors)) if errors else None,
         "error_2d_vs_mediapipe_median": float(np.median(errors)) if errors else None,
