@@ -31,6 +31,7 @@ so the resumed result equals an uninterrupted one.
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -470,6 +471,7 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
     labeller = _Labeller(options.weights, options, device)
 
     # 1. label each clip (a finished clip's file is reused)
+    clock = {"started": time.perf_counter()}
     labelled = []
     for number, clip in enumerate(clips):
         path = work / "labels" / f"{clip.name}.npz"
@@ -482,6 +484,8 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
             labelled.append(arrays)
         if progress:
             progress(number + 1, len(clips))
+
+    clock["labelled"] = time.perf_counter()
 
     # 2. split, select
     counts = {k: int(sum(c["counts"][i] for c in labelled)) for i, k in enumerate(_COUNTS)}
@@ -537,7 +541,9 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
         max_steps=options.max_steps, device=options.device, threads=options.threads,
         pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_filters="none",
     )  # fmt: skip
+    clock["measured_before"] = time.perf_counter()
     summary = fit(fit_options, resume=(run / "state.pt").is_file(), progress=progress is not None)
+    clock["trained"] = time.perf_counter()
     adapted = load_checkpoint(run / "model.safetensors")
     metadata = {"hand_model": labeller.hand_model.name, "adapted_from": str(options.weights),
                 "adapt_work": str(work)}  # fmt: skip
@@ -549,6 +555,12 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
     after = heldout_measures(TTAPredictor(adapted, labeller.hand_model, device, ((1.0, 0.0),)),
                              heldout, options.thresholds)  # fmt: skip
     report |= {"before": before, "after": after, "training": _training_summary(run, summary)}
+    # this invocation's time per stage (a resumed run counts only what it redid)
+    report["seconds"] = {
+        "labelling": clock["labelled"] - clock["started"],
+        "training": clock["trained"] - clock["measured_before"],
+        "total": time.perf_counter() - clock["started"],
+    }
     write_text_atomic(work / "report.json", json_text(report, indent=2) + "\n")
     write_text_atomic(work / "report.txt", report_text(report))
     return report
