@@ -2,6 +2,7 @@
 
     python bench/adapt_real_clip.py [--clip ../shared/realphotos/fpha_raw1.mp4] [--weights W]
                                     [--work /tmp/adapt-real] [--holdout 0.3] [--epochs 3]
+                                    [--stride 1]
 
 Adapts the weights on the first (1 − holdout) of the clip (`hoposer train adapt --holdout`), then
 runs both the given and the adapted weights through the stream's `FrameProcessor` (MediaPipe lite
@@ -105,6 +106,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--fov", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stride", type=int, default=1, help="label every n-th frame")
     args = parser.parse_args()
     if not Path(args.clip).is_file():
         print(f"no clip {args.clip}: pass --clip FILE", file=sys.stderr)
@@ -117,6 +119,7 @@ def main() -> int:
         AdaptOptions(
             clips=(args.clip,), weights=args.weights, out=str(out), holdout=args.holdout,
             epochs=args.epochs, fov=args.fov, threads=args.threads, device="auto",
+            stride=args.stride,
         )
     )  # fmt: skip
     adapt_seconds = time.perf_counter() - started

@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _LABEL_VERSION = 1  #: bump when a clip file's content changes meaning
+#: Frames per second of video labelled by default. The network under 8× TTA costs about a second
+#: a frame on two CPU cores, so a few minutes of footage label within half an hour; 0.2 s apart,
+#: frames are still close enough for §5.1's smoothness checks (Something-Something v2, the
+#: paper's video set, is 12 fps).
+AUTO_RATE = 5.0
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,7 @@ class AdaptOptions:
     out: str
     work: str | None = None  #: default: `<out without suffix>.adapt` beside `out`
     data: str | None = None  #: labelled HO-3D-layout data to mix in (optional)
-    stride: int = 1  #: label every n-th frame
+    stride: int = 0  #: label every n-th frame; 0: auto (`AUTO_RATE` per second of video)
     holdout: float = 0.2  #: the last fraction of each clip's frames, measured, never trained
     fov: float = 60.0  #: assumed horizontal field of view of the clips' camera, degrees
     tta: bool = True
@@ -99,6 +104,15 @@ class Clip:
     source: str  #: video file or frame folder
     #: annotated frames (image path, hand box, object box or None) instead of a plain source
     annotated: tuple | None = None
+
+    def sampling_stride(self, requested: int) -> int:
+        """The stride: `requested` when ≥ 1, else 1 (frame folders) or `AUTO_RATE` per second."""
+        if requested >= 1 or self.annotated is not None or Path(self.source).is_dir():
+            return max(requested, 1)
+        capture = cv2.VideoCapture(self.source)
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        capture.release()
+        return max(1, round(fps / AUTO_RATE)) if fps and fps > 0 else 1
 
     def frames(self):
         """Yield (index, image ref, BGR image, hand box or None, object box or None)."""
@@ -193,10 +207,11 @@ class _Labeller:
             "frame_index", "image", "hand_box", "object_box", "joints_2d", "joints_3d", "theta",
             "beta", "stats", "landmarks")}  # fmt: skip
         detector = MediaPipeHandDetector(video=True, model_complexity=1)
+        stride = clip.sampling_stride(self.options.stride)
         previous = None  # (frame index, label, mirrored) of the last labelled frame
         try:
             for index, ref, bgr, hand_box, object_box in clip.frames():
-                if index % self.options.stride:
+                if index % stride:
                     continue
                 counts["frames_seen"] += 1
                 rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -236,7 +251,7 @@ class _Labeller:
                     landmarks_3d=world,
                 )
                 # the previous sampled frame, seen the same way (a flip of side breaks the chain)
-                chained = previous is not None and previous[0] == index - self.options.stride
+                chained = previous is not None and previous[0] == index - stride
                 chained = chained and previous[2] == mirrored
                 fit = refine_hand(
                     self.kinematics, net["theta"], net["beta"], np.full(3, np.nan), evidence,
@@ -279,7 +294,7 @@ class _Labeller:
         out["video"] = np.asarray([clip.name] * n, dtype=str)
         out["counts"] = np.asarray([counts[k] for k in _COUNTS], np.int64)
         out["version"] = np.int64(_LABEL_VERSION)
-        out["stride"] = np.int64(self.options.stride)
+        out["stride"] = np.int64(stride)
         return out
 
     def _label(self, net: dict, fit, K: np.ndarray) -> dict:
@@ -403,14 +418,15 @@ def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | Non
     }
 
 
-def _heldout_frames(clips: list[dict], holdout: float, stride: int) -> list[dict]:
+def _heldout_frames(clips: list[dict], holdout: float) -> list[dict]:
     frames = []
     for c in clips:
         for i in np.flatnonzero(split_heldout(c, holdout)):
             frames.append({
                 "clip": str(c["video"][i]), "frame_index": int(c["frame_index"][i]),
-                "stride": stride, "image": str(c["image"][i]), "hand_box": c["hand_box"][i],
-                "object_box": c["object_box"][i], "landmarks": c["landmarks"][i],
+                "stride": int(c["stride"]), "image": str(c["image"][i]),
+                "hand_box": c["hand_box"][i], "object_box": c["object_box"][i],
+                "landmarks": c["landmarks"][i],
             })  # fmt: skip
     return frames
 
@@ -490,7 +506,7 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
     # 2. split, select
     counts = {k: int(sum(c["counts"][i] for c in labelled)) for i, k in enumerate(_COUNTS)}
     with_hand = int(sum(len(c["image"]) for c in labelled))
-    heldout = _heldout_frames(labelled, options.holdout, options.stride)
+    heldout = _heldout_frames(labelled, options.holdout)
     if with_hand - len(heldout) <= 0:
         raise HoposerError(
             f"no hand found in the training part of the clips ({counts['frames_seen']} frames "
@@ -596,8 +612,8 @@ def _check(options: AdaptOptions) -> None:
         raise HoposerError(f"--weights {options.weights} does not exist: give a hoposer checkpoint")
     if not 0.0 <= options.holdout < 1.0:
         raise HoposerError(f"--holdout must be in [0, 1), not {options.holdout}")
-    if options.stride < 1:
-        raise HoposerError(f"--stride must be at least 1, not {options.stride}")
+    if options.stride < 0:
+        raise HoposerError(f"--stride must be 0 (auto) or a frame count, not {options.stride}")
     if options.epochs < 1:
         raise HoposerError(f"--epochs must be at least 1, not {options.epochs}")
     if options.data is not None and not Path(options.data).is_dir():

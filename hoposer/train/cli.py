@@ -265,7 +265,9 @@ def adapt(
     data: Annotated[
         Path | None, typer.Option(help="labelled HO-3D-layout data to mix in (optional)")
     ] = None,
-    stride: Annotated[int, typer.Option(help="label every n-th frame")] = 1,
+    stride: Annotated[
+        int, typer.Option(help="label every n-th frame; 0: ~5 per second of video, folders all")
+    ] = 0,
     holdout: Annotated[
         float, typer.Option(help="last fraction of each clip: measured before/after, not trained")
     ] = 0.2,
