@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -163,3 +164,20 @@ def test_the_mask_removes_object_terms_for_frames_without_a_reliable_object_labe
     # With no reliable object label in the batch, the object terms vanish; the hand's remain.
     _, none = hand_object_loss(outputs, batch | {"has_object": torch.zeros(2)}, hand, weights)
     assert none["object_points"] == 0 and none["object_confidence"] == 0 and none["joints_2d"] > 0
+
+
+def test_the_automatic_stride_samples_about_five_frames_a_second(tmp_path):
+    from hoposer.train.adapt import find_clips
+
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (32, 32))
+    for i in range(4):
+        writer.write(np.full((32, 32, 3), 40 * i, np.uint8))
+    writer.release()
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "000.jpg"), np.zeros((8, 8, 3), np.uint8))
+    from_video, from_folder = find_clips([str(video), str(folder)])
+    assert from_video.sampling_stride(0) == 6 and from_video.sampling_stride(2) == 2
+    assert from_folder.sampling_stride(0) == 1
+    assert [index for index, *_ in from_video.frames()] == [0, 1, 2, 3]
