@@ -5,7 +5,8 @@
    (full landmark model, tracking mode) finds the hand unless a box is given; the network
    predicts it under §5.1's 8 test-time augmentations (`TTAPredictor`); the TTA-aggregated hand
    is then fitted to the 2D evidence (`refine_hand`: the network's 2D joints, MediaPipe's 21
-   landmarks and its metric landmarks), and that fit is the pseudo-label. The §5.1 statistics are
+   landmarks and its metric landmarks; each frame alone, without the stream's pull toward the
+   previous frame's fit), and that fit is the pseudo-label. The §5.1 statistics are
    computed on it: the spatial ones against the main 2D evidence (MediaPipe's landmarks when it
    found the hand, else the network's TTA 2D joints; against the fit's own projection the
    re-projection check would be vacuous), the temporal ones against the previous sampled frame of
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-_LABEL_VERSION = 1  #: bump when a clip file's content changes meaning
+_LABEL_VERSION = 2  #: bump when a clip file's content changes meaning
 #: Frames per second of video labelled by default. The network under 8× TTA costs about a second
 #: a frame on two CPU cores, so a few minutes of footage label within half an hour; 0.2 s apart,
 #: frames are still close enough for §5.1's smoothness checks (Something-Something v2, the
@@ -250,20 +251,21 @@ class _Labeller:
                     landmark_weights=None if found is None else found.landmark_weights,
                     landmarks_3d=world,
                 )
-                # the previous sampled frame, seen the same way (a flip of side breaks the chain)
-                chained = previous is not None and previous[0] == index - stride
-                chained = chained and previous[2] == mirrored
+                # Each frame is fitted on its own: the stream's temporal prior (`previous`) pulls
+                # a fit toward the last one, which would make §5.1.2's smoothness checks below
+                # pass by construction instead of judging two independent estimates.
                 fit = refine_hand(
-                    self.kinematics, net["theta"], net["beta"], np.full(3, np.nan), evidence,
-                    previous=previous[1]["fit"] if chained else None,
-                )  # fmt: skip
+                    self.kinematics, net["theta"], net["beta"], np.full(3, np.nan), evidence
+                )
                 label = self._label(net, fit, K)
                 counts["refine_failed"] += fit is None
                 main_2d = landmarks if landmarks is not None else net["joints_2d"]
                 stats = spatial_statistics(
                     label["joints_3d"], main_2d, label["vertices"], np.asarray(hand_box)
                 )
-                if chained:
+                # the previous sampled frame, seen the same way (a flip of side breaks the chain)
+                chained = previous is not None and previous[0] == index - stride
+                if chained and previous[2] == mirrored:
                     before = previous[1]
                     stats |= temporal_statistics(
                         label["joints_2d"], label["theta"], before["joints_2d"], before["theta"]
@@ -300,7 +302,7 @@ class _Labeller:
     def _label(self, net: dict, fit, K: np.ndarray) -> dict:
         """The pseudo-label: the refined fit (or the TTA hand when no fit was possible)."""
         if fit is None:
-            return net | {"fit": None}
+            return net
         with torch.no_grad():
             hand = self.hand_model(
                 torch.from_numpy(fit.theta[None]), torch.from_numpy(fit.beta[None])
@@ -311,7 +313,6 @@ class _Labeller:
             "beta": fit.beta,
             "joints_3d": hand.joints[0].double().numpy(),
             "vertices": hand.vertices[0].double().numpy(),
-            "fit": fit,
         }
 
 
@@ -445,14 +446,20 @@ def _settings(options: AdaptOptions) -> dict:
     return {"labelling": labelling, "training": every}
 
 
+def _forget_training(work: Path) -> None:
+    """Remove the training run and the before-measures (made from other labels or settings)."""
+    import shutil
+
+    shutil.rmtree(work / "run", ignore_errors=True)
+    (work / "before.json").unlink(missing_ok=True)
+
+
 def _continue_or_start(work: Path, options: AdaptOptions) -> None:
     """Check the work folder's settings; retrain (keeping the labels) when only training's changed.
 
     Raises:
         HoposerError: the folder's labels were made with other labelling settings.
     """
-    import shutil
-
     path = work / "adapt.json"
     settings = _settings(options)
     if path.is_file():
@@ -465,8 +472,7 @@ def _continue_or_start(work: Path, options: AdaptOptions) -> None:
         if stored.get("training") == settings["training"]:
             return
         log.info("training settings changed: retraining from the labels in %s", work)
-        shutil.rmtree(work / "run", ignore_errors=True)
-        (work / "before.json").unlink(missing_ok=True)
+        _forget_training(work)
     write_text_atomic(path, json_text(settings, indent=2) + "\n")
 
 
@@ -488,18 +494,24 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
 
     # 1. label each clip (a finished clip's file is reused)
     clock = {"started": time.perf_counter()}
-    labelled = []
+    labelled, relabelled = [], False
     for number, clip in enumerate(clips):
         path = work / "labels" / f"{clip.name}.npz"
-        if path.is_file():
-            labelled.append(_load_npz(path))
-        else:
+        arrays = _load_npz(path) if path.is_file() else None
+        if arrays is not None and int(arrays["version"]) == _LABEL_VERSION:
+            labelled.append(arrays)
+        else:  # not labelled yet, or by an older version of this code
+            if arrays is not None:
+                log.info("relabelling %s: its labels are of an older version", clip.name)
             arrays = labeller.label_clip(clip, work / "frames" / clip.name)
             path.parent.mkdir(parents=True, exist_ok=True)
             _save_npz(path, arrays)
             labelled.append(arrays)
+            relabelled = True
         if progress:
             progress(number + 1, len(clips))
+    if relabelled:  # training and its baseline come after every label: older ones are stale
+        _forget_training(work)
 
     clock["labelled"] = time.perf_counter()
 
