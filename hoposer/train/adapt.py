@@ -239,6 +239,8 @@ class _Labeller:
                     frames_dir.mkdir(parents=True, exist_ok=True)
                     with atomic_path(ref) as tmp:
                         ok, jpg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                        if not ok:
+                            raise HoposerError(f"cannot encode frame {index} of {clip.source}")
                         tmp.write_bytes(jpg.tobytes())
                     rgb = cv2.cvtColor(cv2.imread(ref), cv2.COLOR_BGR2RGB)  # label what trains
                 height, width = rgb.shape[:2]
@@ -285,6 +287,8 @@ class _Labeller:
                 )
         finally:
             detector.close()
+        if counts["frames_seen"] == 0:
+            raise HoposerError(f"clip {clip.source}: no frame of it could be read")
         n = len(rows["image"])
         out = {
             k: np.asarray(v, np.float64).reshape((n, *_SHAPES[k]))
@@ -432,9 +436,9 @@ def _heldout_frames(clips: list[dict], holdout: float) -> list[dict]:
     return frames
 
 
-#: The settings the labels depend on; the rest (selection thresholds, training) only decide
-#: what trains and how, so changing them retrains from the labels already made.
-_LABELLING = ("clips", "weights", "stride", "holdout", "fov", "tta", "hand_model", "mano_dir")
+#: The settings the labels depend on; the rest (the held-out fraction, the selection thresholds,
+#: training) only decide what trains and how, so changing them retrains from the labels made.
+_LABELLING = ("clips", "weights", "stride", "fov", "tta", "hand_model", "mano_dir")
 
 
 def _settings(options: AdaptOptions) -> dict:
@@ -570,7 +574,14 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
         pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_filters="none",
     )  # fmt: skip
     clock["measured_before"] = time.perf_counter()
-    summary = fit(fit_options, resume=(run / "state.pt").is_file(), progress=progress is not None)
+    # A finished run is not resumed: stopped by --max-steps, `fit` would take one more step.
+    done = run / "done.json"
+    if done.is_file():
+        summary = json.loads(done.read_text())
+    else:
+        resume = (run / "state.pt").is_file()
+        summary = fit(fit_options, resume=resume, progress=progress is not None)
+        write_text_atomic(done, json_text(summary, indent=2) + "\n")
     clock["trained"] = time.perf_counter()
     adapted = load_checkpoint(run / "model.safetensors")
     metadata = {"hand_model": labeller.hand_model.name, "adapted_from": str(options.weights),

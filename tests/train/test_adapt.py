@@ -53,7 +53,9 @@ def _args(clips, weights, out: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_adapt_end_to_end_and_a_killed_run_resumes_to_the_same_weights(clips, weights, tmp_path):
+def test_adapt_end_to_end_and_a_killed_run_resumes_to_the_same_weights(
+    clips, weights, tmp_path, capsys
+):
     whole = tmp_path / "whole" / "w2.safetensors"
     whole.parent.mkdir()
     assert main(_args(clips, weights, whole)) == 0
@@ -98,15 +100,30 @@ def test_adapt_end_to_end_and_a_killed_run_resumes_to_the_same_weights(clips, we
     # Other training settings retrain from the labels already made; other labelling ones refuse.
     labels = sorted((work / "labels").glob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in labels]
-    args = _args(clips, weights, whole)
-    args[args.index("--epochs") + 1] = "1"
+    args = [*_args(clips, weights, whole), "--max-steps", "1"]
     assert main(args) == 0
     assert [p.stat().st_mtime_ns for p in labels] == stamps
-    one_epoch = load_file(str(whole))
-    assert any(not torch.equal(one_epoch[k], trained[k]) for k in trained)
-    assert json.loads((work / "run" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 1
+    one_step = load_file(str(whole))
+    assert any(not torch.equal(one_step[k], trained[k]) for k in trained)
+    assert json.loads((work / "run" / "metrics.jsonl").read_text().splitlines()[-1])["images"] == 2
+    # Rerunning a finished run changes nothing (resumed, `fit` would take a step past the limit).
+    assert main(args) == 0
+    assert all(torch.equal(v, one_step[k]) for k, v in load_file(str(whole)).items())
+    # The held-out fraction only splits the labels: a new split retrains from them.
     args[args.index("--holdout") + 1] = "0.5"
-    assert main(args) == 2
+    assert main(args) == 0
+    assert [p.stat().st_mtime_ns for p in labels] == stamps
+    assert json.loads((work / "report.json").read_text())["funnel"]["held_out"] > funnel["held_out"]
+    assert main([*args, "--fov", "50"]) == 2
+    assert "labelling settings" in capsys.readouterr().err
+
+    # Labels written by an older version of the labelling are made again, and training with them.
+    with np.load(labels[0]) as data:
+        old = {k: data[k] for k in data.files}
+    np.savez(labels[0], **(old | {"version": np.int64(0)}))
+    assert main(args) == 0
+    assert int(np.load(labels[0])["version"]) > 0
+    assert labels[1].stat().st_mtime_ns == stamps[1]  # the current one is reused
 
 
 def test_bad_clips_and_weights_are_one_line_errors(clips, weights, tmp_path, capsys):
@@ -124,6 +141,12 @@ def test_bad_clips_and_weights_are_one_line_errors(clips, weights, tmp_path, cap
     assert main(["train", "adapt", str(clips), "--weights", str(weights), "--out",
                  str(tmp_path / "w2.pt")]) == 2  # fmt: skip
     assert ".safetensors" in capsys.readouterr().err
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert main(["train", "adapt", str(broken), "--weights", str(weights), "--out", out,
+                 "--device", "cpu"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "no frame of it could be read" in err and len(err.strip().splitlines()) == 1
 
 
 def test_the_mask_removes_object_terms_for_frames_without_a_reliable_object_label():
