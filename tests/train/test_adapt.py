@@ -204,3 +204,36 @@ def test_the_automatic_stride_samples_about_five_frames_a_second(tmp_path):
     assert from_video.sampling_stride(0) == 6 and from_video.sampling_stride(2) == 2
     assert from_folder.sampling_stride(0) == 1
     assert [index for index, *_ in from_video.frames()] == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_labels_of_a_real_clip_are_fits_to_mediapipe_closer_than_the_network_alone(tmp_path):
+    """On the example clip the pseudo-label is the refined fit, not the network's raw hand."""
+    from hoposer.train.adapt import _COUNTS, AdaptOptions, _Labeller, find_clips
+
+    weights = str(REPO / "hoposer" / "weights" / "lite-synthetic.safetensors")
+    (clip,) = find_clips([str(REPO / "examples" / "hand_box.mp4")])
+    options = AdaptOptions(clips=(clip.source,), weights=weights, out="unused.safetensors",
+                           tta=False, stride=10)  # fmt: skip
+    labeller = _Labeller(weights, options, torch.device("cpu"))
+    labels = labeller.label_clip(clip, tmp_path / "frames")
+    counts = dict(zip(_COUNTS, labels["counts"].tolist(), strict=True))
+    assert counts["frames_seen"] == 9 and counts["refine_failed"] == 0
+    found = np.isfinite(labels["landmarks"]).all(axis=(1, 2))
+    assert found.sum() >= 6  # MediaPipe sees the hand in most frames
+
+    def error(joints, landmarks):
+        diagonal = np.linalg.norm(landmarks.max(axis=0) - landmarks.min(axis=0))
+        return np.linalg.norm(joints - landmarks, axis=1).mean() / diagonal
+
+    fitted, network = [], []
+    for i in np.flatnonzero(found):
+        rgb = cv2.cvtColor(cv2.imread(str(labels["image"][i])), cv2.COLOR_BGR2RGB)
+        box = labels["object_box"][i]
+        alone = labeller.single.predict(rgb, labels["hand_box"][i], box)["joints_2d"]
+        fitted.append(error(labels["joints_2d"][i], labels["landmarks"][i]))
+        network.append(error(alone, labels["landmarks"][i]))
+    assert np.median(fitted) < 0.5 * np.median(network)
+    # Consecutive sampled frames carry §5.1.2's smoothness statistics, the first frame none.
+    stats = labels["stats"]
+    assert np.isnan(stats[0, 4:]).all() and np.isfinite(stats[1:, 4:][found[1:]]).any()
