@@ -637,8 +637,16 @@ def _check(options: AdaptOptions) -> None:
         raise HoposerError(f"--holdout must be in [0, 1), not {options.holdout}")
     if options.stride < 0:
         raise HoposerError(f"--stride must be 0 (auto) or a frame count, not {options.stride}")
-    if options.epochs < 1:
-        raise HoposerError(f"--epochs must be at least 1, not {options.epochs}")
+    counts = {"epochs": options.epochs, "batch-size": options.batch_size,
+              "max-steps": options.max_steps, "threads": options.threads}  # fmt: skip
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise HoposerError(f"--{name} must be at least 1, not {value}")
+    for name, value in (("lr", options.lr), ("pseudo-ratio", options.pseudo_ratio)):
+        if not value > 0:
+            raise HoposerError(f"--{name} must be positive, not {value}")
+    if not 0.0 < options.fov < 180.0:
+        raise HoposerError(f"--fov must be in (0, 180) degrees, not {options.fov}")
     if options.data is not None and not Path(options.data).is_dir():
         raise HoposerError(f"--data {options.data} is not a folder (HO-3D layout, e.g. from "
                            "`hoposer train synth`)")  # fmt: skip

@@ -141,6 +141,10 @@ def test_bad_clips_and_weights_are_one_line_errors(clips, weights, tmp_path, cap
     assert main(["train", "adapt", str(clips), "--weights", str(weights), "--out",
                  str(tmp_path / "w2.pt")]) == 2  # fmt: skip
     assert ".safetensors" in capsys.readouterr().err
+    for option, value in (("--batch-size", "0"), ("--lr", "-1"), ("--fov", "180")):
+        assert main(["train", "adapt", str(clips), "--weights", str(weights), "--out", out,
+                     option, value]) == 2  # fmt: skip
+        assert option in capsys.readouterr().err
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     assert main(["train", "adapt", str(broken), "--weights", str(weights), "--out", out,
