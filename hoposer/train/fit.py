@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 class FitOptions:
     """Everything that defines a training run (saved as `options.json` in the run folder)."""
 
-    data: str
+    data: str | None  #: labelled HO-3D-layout folder; None: pseudo-labels only (`train adapt`)
     out: str
     config: str = "lite"
     epochs: int = 60
@@ -120,6 +120,17 @@ def _distributed() -> tuple[int, int, int]:
 def build_datasets(options: FitOptions, config: ModelConfig) -> torch.utils.data.Dataset:
     """The labelled training set, joined by pseudo-labelled sets when given."""
     augmentation = Augmentation() if options.augment else Augmentation.none()
+    if options.data is None:  # self-training on pseudo-labels alone (`hoposer train adapt`)
+        from hoposer.train.pseudo.dataset import PseudoLabelDataset
+
+        if not options.pseudo:
+            raise HoposerError("nothing to train on: give labelled data or pseudo-labels")
+        pseudo = PseudoLabelDataset(
+            options.pseudo, config.input_size, config.roi_size, augmentation, options.seed,
+            options.pseudo_filters,
+        )  # fmt: skip
+        log.info("pseudo-labels: %s", pseudo.funnel)
+        return pseudo
     labelled = HandObjectDataset(
         options.data,
         "train",
