@@ -164,17 +164,41 @@ def test_frozen_stages_keep_weights_and_statistics_through_training():
     assert all(not p.requires_grad for m in frozen for p in m.parameters())
 
 
-def test_old_resnet_checkpoints_load_and_run_unchanged():
-    # The shipped weights store their own config (resnet18, no frozen_stages field).
-    model = load_checkpoint(SHIPPED).eval()
+def test_old_resnet_checkpoints_load_and_run_unchanged(tmp_path):
+    # Checkpoints of the earlier lite preset: ResNet-18, and a config without frozen_stages.
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from hoposer.model.checkpoint import save_checkpoint
+
+    old = dataclasses.replace(PRESETS["lite"], backbone="resnet18", input_size=64,
+                              input_normalization="imagenet", frozen_stages=0)  # fmt: skip
+    torch.manual_seed(0)
+    path = save_checkpoint(build_model(old), tmp_path / "old.safetensors")
+    with safe_open(str(path), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not iterable)
+        metadata = dict(f.metadata())
+    config = json.loads(metadata["config"])
+    del config["frozen_stages"]
+    metadata["config"] = json.dumps(config)
+    save_file(tensors, str(path), metadata=metadata)
+
+    model = load_checkpoint(path).eval()
     assert model.config.backbone == "resnet18" and model.config.frozen_stages == 0
     s = model.config.input_size
     with torch.no_grad():
         out = model(
-            torch.rand(1, 3, s, s), torch.tensor([[20.0, 20.0, 120.0, 150.0]]),
-            torch.tensor([[60.0, 50.0, 200.0, 190.0]]),
+            torch.rand(1, 3, s, s), torch.tensor([[5.0, 5.0, 30.0, 40.0]]),
+            torch.tensor([[15.0, 12.0, 50.0, 48.0]]),
         )  # fmt: skip
     assert all(torch.isfinite(t).all() for t in out)
+
+
+def test_the_shipped_weights_are_the_lite_preset():
+    model = load_checkpoint(SHIPPED)
+    assert model.config == PRESETS["lite"]
 
 
 def test_official_and_paper_presets_unchanged():
