@@ -282,8 +282,12 @@ class ObjectPoseGate:
     max_reprojection: float = 0.06  #: mean inlier reprojection error / box diagonal
     min_inlier_ratio: float = 0.3  #: inliers / votes
     max_depth_from_hand_m: float = 0.5  #: |z_object − z_wrist|
+    #: object surface (centre − radius) to the nearest hand joint, once the hand is refined
+    max_gap_to_hand_m: float = 0.1
     depth_range_m: tuple[float, float] = (0.05, 5.0)  #: object depth with no placed hand
     min_box_overlap: float = 0.3  #: share of the projected object's box inside the object box
+    #: share of the object's silhouette outside the hand mesh's (`visible_beside_hand`)
+    min_beside_hand: float = 0.4
 
     def statistics(
         self,
@@ -373,3 +377,48 @@ class ObjectPoseGate:
         if not reason:
             return result
         return PnPResult.failure(reason, result.inliers)
+
+
+def visible_beside_hand(
+    object_vertices: np.ndarray,
+    hand_vertices: np.ndarray,
+    hand_faces: np.ndarray,
+    K: np.ndarray,
+    resolution: int = 64,
+) -> float:
+    """The share of the object's silhouette that the hand's silhouette does not cover.
+
+    Both meshes are in the camera frame (metres). The object's silhouette is the convex hull of
+    its projected vertices (exact for boxes and cylinders); the hand's is the union of its
+    projected triangles. Both are filled on a grid of `resolution` cells a side over the object's
+    image box. A held object shows beside the fingers; an object "found" on the palm or the
+    fingers, where the network took the hand for it, lies almost wholly inside the hand's
+    silhouette. NaN when either mesh is not finite or not in front of the camera.
+    """
+    obj = np.asarray(object_vertices, np.float64)
+    hand = np.asarray(hand_vertices, np.float64)
+    if not (np.isfinite(obj).all() and np.isfinite(hand).all()):
+        return float("nan")
+    if obj[:, 2].min() <= 0 or hand[:, 2].min() <= 0:
+        return float("nan")
+    obj_2d, hand_2d = project(obj, K), project(hand, K)
+    lo = obj_2d.min(axis=0)
+    scale = resolution / max(float(np.ptp(obj_2d, axis=0).max()), 1e-9)
+
+    def cells(points: np.ndarray) -> np.ndarray:  # grid coordinates with 2 fractional bits
+        return np.round(((points - lo) * scale + 1) * 4).astype(np.int32)
+
+    side = resolution + 2
+    outline = np.zeros((side, side), np.uint8)
+    cv2.fillConvexPoly(outline, cv2.convexHull(cells(obj_2d)), 1, cv2.LINE_8, 2)
+    hand_mask = np.zeros_like(outline)
+    triangles = cells(hand_2d)[np.asarray(hand_faces)]
+    inside = (triangles.max(axis=1) >= 0).all(axis=1) & (triangles.min(axis=1) < 4 * side).all(
+        axis=1
+    )
+    for triangle in triangles[inside]:  # one by one: fillPoly's even-odd rule cuts overlaps
+        cv2.fillConvexPoly(hand_mask, triangle, 1, cv2.LINE_8, 2)
+    area = int(outline.sum())
+    if area == 0:
+        return float("nan")
+    return float((outline & (1 - hand_mask)).sum() / area)

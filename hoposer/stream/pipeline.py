@@ -23,7 +23,7 @@ from hoposer.calib.extrinsics import Transform
 from hoposer.decode import FramePose, HandPose, decode
 from hoposer.errors import HoposerError
 from hoposer.geometry.camera import project
-from hoposer.geometry.pnp import ObjectPoseGate
+from hoposer.geometry.pnp import ObjectPoseGate, visible_beside_hand
 from hoposer.geometry.refine import (
     REFINE_MODES,
     Evidence,
@@ -193,7 +193,7 @@ class FrameProcessor:
         pose = _to_frame(pose, view)
         lap("decode")
         pose, evidence = self._refine(pose, track, width)
-        pose = self._object_near_hand(pose)
+        pose = self._object_at_hand(pose)
         lap("refine")
         if self.objects is not None and pose.object is not None:
             self.objects.update(pose.object.success, pose.object.R, pose.object.t)
@@ -253,20 +253,39 @@ class FrameProcessor:
             hand = _mirror_hand(hand, width)
         return FramePose(hand, pose.object), fit.evidence
 
-    def _object_near_hand(self, pose: FramePose) -> FramePose:
-        """Re-apply the gate's depth test against the refined wrist.
+    def _object_at_hand(self, pose: FramePose) -> FramePose:
+        """Re-check a found object against the refined hand; refuse it if it is not held.
 
         Decoding gated the object against the network's wrist depth; refinement can move the
-        wrist by decimetres, so an object found there may now be out of the hand's reach.
+        wrist by decimetres. Without an object detector the object box is the hand's grasp
+        region, and the network can also "find" its object in front of the palm (on the example
+        clip, whose box stands beside an open hand, it did): a held object touches the hand, and
+        shows beside the fingers rather than wholly inside the hand's silhouette.
         """
-        obj, wrist = pose.object, pose.hand.translation
-        if obj is None or not obj.success or not np.all(np.isfinite(wrist)):
+        obj, hand = pose.object, pose.hand
+        if obj is None or not obj.success or not np.all(np.isfinite(hand.translation)):
             return pose
-        gap = abs(float(obj.t[2]) - float(wrist[2]))
-        limit = self.object_gate.max_depth_from_hand_m
-        if gap <= limit:
+        gate = self.object_gate
+        gap = abs(float(obj.t[2]) - float(hand.translation[2]))
+        reason = ""
+        if gap > gate.max_depth_from_hand_m:
+            reason = (f"depth {obj.t[2]:.2f} m is {gap:.2f} m from the hand's "
+                      f"(limit {gate.max_depth_from_hand_m:g} m)")  # fmt: skip
+        elif self.object_spec is not None:
+            points = self.object_spec.control_points @ obj.R.T + obj.t
+            centre = points.mean(axis=0)
+            radius = float(np.linalg.norm(points - centre, axis=1).max())
+            reach = float(np.linalg.norm(hand.joints - centre, axis=1).min()) - radius
+            vertices = self.object_spec.vertices @ obj.R.T + obj.t
+            beside = visible_beside_hand(vertices, hand.vertices, self.hand_model.faces, self.K)
+            if reach > gate.max_gap_to_hand_m:
+                reason = (f"the object is {reach:.2f} m from the hand's nearest joint "
+                          f"(limit {gate.max_gap_to_hand_m:g} m)")  # fmt: skip
+            elif beside < gate.min_beside_hand:  # NaN (nothing to compare with) passes
+                reason = (f"the object lies on the hand ({beside:.0%} of it beside the hand, "
+                          f"needs {gate.min_beside_hand:.0%})")  # fmt: skip
+        if not reason:
             return pose
-        reason = f"depth {obj.t[2]:.2f} m is {gap:.2f} m from the hand's (limit {limit:g} m)"
         nan = float("nan")
         failed = replace(obj, success=False, R=np.full((3, 3), nan), t=np.full(3, nan),
                          reprojection_px=nan, reason=reason)  # fmt: skip

@@ -214,3 +214,27 @@ def test_pose_from_box_normalised_grid_equals_pose_from_pixels():
     a = object_pose_from_grid(normalised, confidence, CONTROL, K, box=box)
     b = object_pose_from_grid(pixels, confidence, CONTROL, K)
     assert a.success and np.array_equal(a.R, b.R) and np.array_equal(a.t, b.t)
+
+
+def test_visible_beside_hand_measures_how_much_of_the_object_the_hand_covers():
+    from hoposer.geometry.control_points import object_mesh
+    from hoposer.geometry.pnp import visible_beside_hand
+
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    # The "hand": a 10 cm square facing the camera at 0.5 m, two triangles.
+    square = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]])
+    hand = square * [0.05, 0.05, 1] + [0, 0, 0.5]
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    box = object_mesh("box:0.04x0.04x0.04").vertices
+    box = box - box.mean(axis=0)
+
+    def beside(offset):
+        return visible_beside_hand(box + offset, hand, faces, K)
+
+    assert beside([0.0, 0.0, 0.45]) == pytest.approx(0.0, abs=0.02)  # in front of the palm
+    assert beside([0.2, 0.0, 0.5]) == pytest.approx(1.0)  # well beside the hand
+    # Straddling the square's right edge: about half of its silhouette shows beside it (the
+    # box's near face is larger than its far face, hence the tolerance).
+    assert beside([0.05, 0.0, 0.5]) == pytest.approx(0.5, abs=0.08)
+    assert np.isnan(beside([0.0, 0.0, -0.5]))  # behind the camera
+    assert np.isnan(visible_beside_hand(box + [0, 0, 0.5], hand * np.nan, faces, K))
