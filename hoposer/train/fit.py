@@ -252,6 +252,10 @@ def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dic
         limit = options.max_minutes
         return limit is not None and time.perf_counter() - run_started > 60 * limit
 
+    if options.max_steps is not None and global_step >= options.max_steps:
+        # A resumed run that already took its --max-steps: one more step per rerun otherwise.
+        log.info("nothing to train: the run already took %d steps (--max-steps)", global_step)
+        return summary
     for epoch in range(start_epoch, options.epochs):
         skip = start_step * options.batch_size if epoch == start_epoch else 0
         step = start_step if epoch == start_epoch else 0

@@ -201,6 +201,15 @@ def test_a_second_fit_into_the_same_folder_needs_resume(data, tmp_path):
         fit(_options(data, run, max_steps=1), progress=False)
 
 
+def test_resuming_a_run_that_took_its_max_steps_trains_no_further(data, tmp_path):
+    run = tmp_path / "run"
+    fit(_options(data, run, max_steps=2), progress=False)
+    before = (run / "model.safetensors").read_bytes()
+    fit(_options(data, run, max_steps=2), resume=True, progress=False)
+    assert torch.load(run / "state.pt", weights_only=True)["global_step"] == 2
+    assert (run / "model.safetensors").read_bytes() == before
+
+
 def test_tensorboard_records_use_crc32c():
     assert crc32c(b"123456789") == 0xE3069283  # the standard check value
     assert struct.pack("<I", crc32c(b"")) == b"\x00\x00\x00\x00"
