@@ -176,7 +176,7 @@ def _score(dataset, index, raw, i, batch, hand_model, scores: Scores) -> None:
         )
     if model is not None:
         symmetry = label.object_symmetry or model.symmetry
-        # Frames that paint a symmetric primitive asymmetrically are a different object to score.
+        # A frame whose meta declares another symmetry than its spec is another object to score.
         name = model.name if symmetry == model.symmetry else f"{model.name} ({symmetry})"
         scores.objects.feed(
             name,

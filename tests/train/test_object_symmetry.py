@@ -68,8 +68,8 @@ def test_two_symmetric_poses_give_identical_targets(tmp_path, spec, turns):
     assert not np.allclose(samples[1]["object_R"], samples[0]["object_R"], atol=1e-3)
 
 
-def test_an_asymmetrically_painted_object_keeps_its_own_targets(tmp_path):
-    # The synthetic generator writes objSymmetry "none" for a box painted face by face.
+def test_an_object_declared_asymmetric_keeps_its_own_targets(tmp_path):
+    # A meta's objSymmetry "none" (e.g. a box with a fixed, known paint) overrides the spec's.
     poses = _poses([np.eye(3), np.diag([-1.0, 1, -1])])
     dataset = _write_frames(tmp_path, "box:0.05x0.08x0.03", poses, symmetry="none")
     assert dataset.label(0).object_symmetry == "none"
@@ -84,3 +84,14 @@ def test_the_symmetry_is_read_from_the_meta_key_or_derived_from_the_spec(tmp_pat
     assert read_label(tmp_path / "b", "train", "S0", "0000").object_symmetry == "none"
     _write_frames(tmp_path / "c", "box:0.05x0.08x0.03", _poses([np.eye(3)]), symmetry="cylinder")
     assert read_label(tmp_path / "c", "train", "S0", "0000").object_symmetry == "cylinder"
+
+
+def test_an_object_out_of_the_frame_is_no_object_to_learn(tmp_path):
+    R = np.eye(3)
+    inside, outside = (R, np.array([0.01, 0.0, 0.5])), (R, np.array([0.6, 0.0, 0.5]))
+    dataset = _write_frames(tmp_path, "box:0.05x0.08x0.03", [inside, outside])
+    seen, unseen = dataset.make_sample(0), dataset.make_sample(1)
+    assert seen["has_object"] == 1.0
+    # 0.6 m aside at 0.5 m depth is far outside the 96-px frame, which clips the crop.
+    assert unseen["has_object"] == 0.0 and not unseen["object_mask"].any()
+    np.testing.assert_allclose(unseen["object_box"], unseen["hand_box"])

@@ -103,6 +103,13 @@ def blur(image: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarra
     return cv2.GaussianBlur(image, (0, 0), rng.uniform(0.1, max(sigma, 0.1)))
 
 
+def _area_inside(box: np.ndarray, size: int) -> float:
+    """Area (px²) of `box` [x1, y1, x2, y2] inside the `size`×`size` image."""
+    width = min(box[2], size) - max(box[0], 0.0)
+    height = min(box[3], size) - max(box[1], 0.0)
+    return float(max(width, 0.0) * max(height, 0.0))
+
+
 def silhouette_grid(points_2d: np.ndarray, box: np.ndarray, resolution: int) -> np.ndarray:
     """Cells of a `resolution²` grid over `box` covered by the convex hull of `points_2d`."""
     grid = _normalise(points_2d, box) * resolution
@@ -229,6 +236,11 @@ class HandObjectDataset(torch.utils.data.Dataset):
             )
             points_2d = project(model.control_points @ target_R.T + target_t, crop_K)
             object_box = expand_box(box_from_points(points_2d), OBJECT_BOX_EXPAND)
+            # An object outside the crop (out of the frame, which clips the crop) shows no pixel
+            # to learn from, and its box breaks the engines' input contract: no object here.
+            if _area_inside(object_box, self.input_size) < 1.0:
+                model = None
+        if model is not None:
             vertices = model.vertices[:: max(1, len(model.vertices) // 2000)]
             silhouette = project(vertices @ object_R.T + object_t, crop_K)
             sample["object_points_2d"] = _normalise(points_2d, object_box)
