@@ -41,6 +41,15 @@ class Frame:
     index: int  #: position in the source (live sources: count of frames the camera delivered)
     timestamp: float  #: `time.perf_counter()` at capture
     image: np.ndarray  #: (H, W, 3) uint8 BGR, as OpenCV reads it
+    media_time: float | None = None  #: a file's own time of the frame (index / fps), seconds
+
+    @property
+    def clock(self) -> float:
+        """The time tracking and smoothing run on: a file's own, else the capture time.
+
+        A file processed at any speed then gives the same poses; latencies use `timestamp`.
+        """
+        return self.timestamp if self.media_time is None else self.media_time
 
 
 class Source:
@@ -115,13 +124,13 @@ class VideoFileSource(Source):
 
         Without a known frame count the first failed read ends the file.
         """
-        yield Frame(0, time.perf_counter(), self._first)
+        yield Frame(0, time.perf_counter(), self._first, 0.0)
         index = 1
         while self.length is None or index < self.length:
             with _quiet_opencv():
                 ok, image = self._capture.read()
             if ok and image is not None:
-                yield Frame(index, time.perf_counter(), image)
+                yield Frame(index, time.perf_counter(), image, index / self.fps)
             elif self.length is None:
                 return
             else:
@@ -152,7 +161,7 @@ class FolderSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:  # noqa: D105
         for index, path in enumerate(self.files):
-            yield Frame(index, time.perf_counter(), self._read(path))
+            yield Frame(index, time.perf_counter(), self._read(path), index / self.fps)
 
 
 class LiveSource(Source):

@@ -63,6 +63,15 @@ class ObjectSpec:
     faces: np.ndarray  #: (F, 3)
 
 
+@dataclass(frozen=True)
+class Detected:
+    """What `FrameProcessor.detect` found in one frame."""
+
+    rgb: np.ndarray  #: the frame as RGB, undistorted when the camera has distortion
+    hands: list[HandDetection]  #: every hand the detector found
+    ms: float  #: time the stage took
+
+
 @dataclass
 class FrameResult:
     """Everything one frame produced."""
@@ -135,8 +144,25 @@ class FrameProcessor:
         # perf_counter → Unix time, for the message timestamps
         self._clock_offset = time.time() - time.perf_counter()
 
-    def process(self, frame: Frame) -> FrameResult:
-        """Run one frame through every stage."""
+    def detect(self, frame: Frame) -> Detected:
+        """The first stage: the frame's colour image and every hand the detector finds.
+
+        It depends on no earlier frame's result, so a file's next frame can be detected while
+        this one is estimated (`process(frame, detected)`); frames must still be detected in
+        order (the detector tracks across them).
+        """
+        started = time.perf_counter()
+        image = frame.image
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise HoposerError(f"frame {frame.index} is not a colour image ({image.shape})")
+        if self.undistort_maps is not None:
+            image = cv2.remap(image, *self.undistort_maps, cv2.INTER_LINEAR)
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        hands = self.detector.detect_all(rgb)
+        return Detected(rgb, hands, (time.perf_counter() - started) * 1e3)
+
+    def process(self, frame: Frame, detected: Detected | None = None) -> FrameResult:
+        """Run one frame through every stage (`detected`: its `detect` stage, already run)."""
         timings: dict[str, float] = {}
         tick = time.perf_counter()
 
@@ -147,21 +173,20 @@ class FrameProcessor:
             tick = now
 
         timings["capture_wait"] = (tick - frame.timestamp) * 1e3
-        image = frame.image
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise HoposerError(f"frame {frame.index} is not a colour image ({image.shape})")
-        if self.undistort_maps is not None:
-            image = cv2.remap(image, *self.undistort_maps, cv2.INTER_LINEAR)
-        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        if detected is None:
+            detected = self.detect(frame)
+            tick = time.perf_counter()
+        rgb = detected.rgb
         height, width = rgb.shape[:2]
         track = self.tracker.update(
-            self.detector.detect_all(rgb),
-            frame.timestamp,
+            detected.hands,
+            frame.clock,
             (width, height),
             self._object_evidence,
             stable=self.stabilizer.locked,
         )
         lap("detect")
+        timings["detect"] += detected.ms
         if track is None:
             self._previous_fit = None
             verdict = self.stabilizer.no_hand()
@@ -208,7 +233,7 @@ class FrameProcessor:
                 vertices=pose.hand.vertices,
                 hand_box=detection.box,
             ),
-            frame.timestamp,
+            frame.clock,
         )
         lap("stabilize")
         return self._result(

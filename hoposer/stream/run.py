@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -400,6 +401,29 @@ def _loop_beside_view(viewer, args) -> dict:
     return outcome["summary"]
 
 
+def _detected_ahead(source, processor, ahead: bool):
+    """The source's frames with their detect stage; with `ahead`, one frame ahead.
+
+    A file's frame t+1 is read and its hands detected on a worker thread while frame t is
+    estimated (MediaPipe and the engine release the GIL), in order, so the results are those of
+    running the stages one after the other. A live source is not read ahead: waiting for the
+    next frame would delay this one.
+    """
+    if not ahead:
+        for frame in source:
+            yield frame, None
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="detect") as pool:
+        pending = None
+        for frame in source:
+            future = pool.submit(processor.detect, frame)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (frame, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
 def _loop(options, source, processor, publisher, outputs, viewer, panel, K, object_spec) -> dict:
     from hoposer.stream.annotate import annotate
 
@@ -415,13 +439,13 @@ def _loop(options, source, processor, publisher, outputs, viewer, panel, K, obje
     mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
     interrupted = None
     try:
-        for frame in source:
+        for frame, detected in _detected_ahead(source, processor, ahead=not options.live):
             if frames == 0:
                 startup_skipped = frame.index  # frames the source delivered before the first
                 if startup_skipped:
                     log.warning("%d frames arrived before the first could be processed",
                                 startup_skipped)  # fmt: skip
-            result = processor.process(frame)
+            result = processor.process(frame, detected)
             latency = result.message["latency_ms"]
             latency["capture_to_publish"] = round((time.perf_counter() - frame.timestamp) * 1e3, 3)
             tick = time.perf_counter()

@@ -83,7 +83,7 @@ def scene_content(result, hand_faces: np.ndarray, side: str = "right") -> SceneC
         pose = (np.asarray(o.R, np.float64), np.asarray(o.t, np.float64))
     steady = bool(verdict is not None and verdict.stable)
     frame = result.frame
-    return SceneContent(frame.image, frame.timestamp, vertices, faces, side, steady, pose)
+    return SceneContent(frame.image, frame.clock, vertices, faces, side, steady, pose)
 
 
 def hand_color(content: SceneContent) -> np.ndarray:

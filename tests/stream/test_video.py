@@ -229,3 +229,52 @@ def test_a_live_source_opens_after_the_model_loads_so_no_start_up_frame_is_lost(
     assert summary["startup_skipped_frames"] <= 2
     first = json.loads((tmp_path / "live.jsonl").read_text().splitlines()[0])
     assert first["frame_index"] == summary["startup_skipped_frames"]
+
+
+
+def test_a_file_gives_the_same_poses_however_fast_it_is_processed():
+    # Tracking and smoothing run on a file's own frame times (`Frame.media_time`), and the detect
+    # stage may run ahead on another thread: frames captured 1 ms or 0.5 s apart, detected
+    # inline or beforehand, give the same poses.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hoposer.engine.backends import open_backend
+    from hoposer.geometry.control_points import object_mesh
+    from hoposer.model.checkpoint import read_checkpoint_info
+    from hoposer.model.hand import hand_model_for_weights
+    from hoposer.stream.capture import Frame
+    from hoposer.stream.example import EXAMPLE_OBJECT
+    from hoposer.stream.pipeline import FrameProcessor, ObjectSpec
+    from hoposer.stream.run import DEFAULT_WEIGHTS
+
+    images, _ = render_example(frames=16)
+    trained_with = read_checkpoint_info(DEFAULT_WEIGHTS).metadata["hand_model"]
+    hand_model = hand_model_for_weights(trained_with)
+    backend = open_backend("torch", weights=DEFAULT_WEIGHTS, device="cpu")
+    mesh = object_mesh(EXAMPLE_OBJECT)
+    spec = ObjectSpec(EXAMPLE_OBJECT, mesh.control_points, mesh.vertices, mesh.faces)
+    K = default_camera_matrix(640, 480)
+
+    def run(spacing_s, ahead):
+        detector = MediaPipeHandDetector(video=True, side="right")
+        processor = FrameProcessor(backend, hand_model, detector, K, object_spec=spec)
+        frames = [Frame(i, 100.0 + i * spacing_s, im, i / 30) for i, im in enumerate(images)]
+        try:
+            if ahead:
+                with ThreadPoolExecutor(1) as pool:
+                    detected = [pool.submit(processor.detect, f) for f in frames]
+                    pairs = zip(frames, detected, strict=True)
+                    results = [processor.process(f, d.result()) for f, d in pairs]
+            else:
+                results = [processor.process(f) for f in frames]
+        finally:
+            detector.close()
+        messages = [r.message for r in results]
+        for m in messages:
+            for key in ("latency_ms", "capture_time", "publish_time"):
+                m.pop(key)
+        return messages
+
+    inline = run(0.001, ahead=False)
+    assert sum(m["stability"]["stable"] for m in inline) >= 5  # smoothing was at work
+    assert run(0.5, ahead=True) == inline
