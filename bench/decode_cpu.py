@@ -115,7 +115,10 @@ def measure(raw, hand_boxes, object_boxes, hand, control_points, iterations: int
     def hand_part():
         with torch.no_grad():
             rel = hand(theta, beta).joints[0].double().numpy()
-        solve_translation(rel, joints_2d, K)
+        try:
+            solve_translation(rel, joints_2d, K)
+        except ValueError:  # no placement in front of the camera: decode reports NaN, as here
+            pass
 
     def correspondences():
         top = top_proposals(confidence, 10)
