@@ -18,6 +18,7 @@ torch thread, as in the stream.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -115,10 +116,9 @@ def measure(raw, hand_boxes, object_boxes, hand, control_points, iterations: int
     def hand_part():
         with torch.no_grad():
             rel = hand(theta, beta).joints[0].double().numpy()
-        try:
+        # No placement in front of the camera raises: decode reports NaN there, and so on.
+        with contextlib.suppress(ValueError):
             solve_translation(rel, joints_2d, K)
-        except ValueError:  # no placement in front of the camera: decode reports NaN, as here
-            pass
 
     def correspondences():
         top = top_proposals(confidence, 10)

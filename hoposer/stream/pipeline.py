@@ -122,27 +122,32 @@ class FrameProcessor:
             raise HoposerError(f"--refine must be one of {', '.join(REFINE_MODES)}, not {refine!r}")
         self.refine = refine
         self.kinematics = Kinematics.from_model(hand_model) if refine != "off" else None
-        self._previous_fit: tuple[str, RefinedHand] | None = None  # (side, fit) of the last frame
         self.backend = backend
         self.hand_model = hand_model
         self.detector = detector
         self.K = np.asarray(camera_matrix, np.float64)
         self.object_spec = object_spec
         self.object_detector = object_detector
-        self.objects = (
-            PoseTrackedObjectBoxes(object_spec.control_points, margin=1.0) if object_spec else None
-        )
-        self.stabilizer = Stabilizer(stabilizer)
+        self.stabilizer_options = stabilizer
+        self.hands = hands
         self.object_gate = ObjectPoseGate()
-        self.tracker = HandTracker(side=hands)
-        self._object_evidence: np.ndarray | None = None  # last found object's box
-        self._published_track: int | None = None  # whose pose a held hand is
-        self._published_side = "right"
+        self.reset()
         self.transform = transform or camera_frame()
         self.camera_id = camera_id
         self.undistort_maps = undistort
         # perf_counter → Unix time, for the message timestamps
         self._clock_offset = time.time() - time.perf_counter()
+
+    def reset(self) -> None:
+        """Forget the stream so far: hand tracks, the previous fit, smoothing, the object's box."""
+        self._previous_fit: tuple[str, RefinedHand] | None = None  # (side, fit) of the last frame
+        spec = self.object_spec
+        self.objects = PoseTrackedObjectBoxes(spec.control_points, margin=1.0) if spec else None
+        self.stabilizer = Stabilizer(self.stabilizer_options)
+        self.tracker = HandTracker(side=self.hands)
+        self._object_evidence: np.ndarray | None = None  # last found object's box
+        self._published_track: int | None = None  # whose pose a held hand is
+        self._published_side = "right"
 
     def detect(self, frame: Frame) -> Detected:
         """The first stage: the frame's colour image and every hand the detector finds.

@@ -1,0 +1,68 @@
+"""The library API: `Estimator` gives what `hoposer video` writes; single images on their own."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from hoposer import Estimate, Estimator
+from hoposer.cli import main
+from hoposer.errors import HoposerError
+from hoposer.stream.example import write_example
+
+FRAMES = 8
+OBJECT = "box:0.05x0.05x0.05"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_example(tmp_path_factory.mktemp("clip") / "hand.mp4", frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    with Estimator(object=OBJECT, hands="right", backend="torch", threads=1) as est:
+        yield est
+
+
+def _without_times(message):
+    return {k: v for k, v in message.items() if k not in ("latency_ms", "capture_time",
+                                                          "publish_time")}  # fmt: skip
+
+
+def test_stream_gives_the_messages_hoposer_video_writes(clip, estimator, tmp_path):
+    estimates = list(estimator.stream(str(clip)))
+    assert [e.frame_index for e in estimates] == list(range(FRAMES))
+    out = tmp_path / "cli.mp4"
+    assert main(["video", str(clip), "--out", str(out), "--hands", "right", "--object", OBJECT,
+                 "--backend", "torch", "--threads", "1"]) == 0  # fmt: skip
+    written = [json.loads(line) for line in (tmp_path / "cli.jsonl").read_text().splitlines()]
+    assert [_without_times(e.message) for e in estimates] == [_without_times(m) for m in written]
+    for e in estimates:
+        assert isinstance(e, Estimate) and e.joints.shape == (21, 3)
+        assert e.vertices.shape[1] == 3 and estimator.hand_faces.max() < len(e.vertices)
+        np.testing.assert_allclose(e.joints, e.message["hand"]["joints"])
+        assert e.object_found == e.message["object"]["found"]
+        assert (e.object_pose is None) == (not e.object_found)
+
+
+def test_one_image_is_estimated_on_its_own(clip, estimator):
+    capture = cv2.VideoCapture(str(clip))
+    ok, image = capture.read()
+    capture.release()
+    assert ok
+    first, again = estimator(image), estimator(image)
+    assert first.joints is not None and first.joints_2d.shape == (21, 2)
+    # No state carries over from one image to the next.
+    assert _without_times(first.message) == _without_times(again.message)
+    assert first.vertices.shape[1] == 3 and estimator.hand_faces.max() < len(first.vertices)
+    with pytest.raises(HoposerError, match="uint8 BGR image"):
+        estimator(np.zeros((4, 4), np.uint8))
+
+
+def test_options_the_estimator_does_not_take_are_refused():
+    with pytest.raises(HoposerError, match="does not take publish"):
+        Estimator(publish="tcp://127.0.0.1:5555")
+    with pytest.raises(HoposerError, match="does not take colour"):
+        Estimator(colour="red")
