@@ -24,6 +24,8 @@ from hoposer.stream.run import (
     _backend,
     _camera,
     _detected_ahead,
+    _hand_detector,
+    _object_detector,
     _object_spec,
     _transform,
 )
@@ -107,6 +109,7 @@ class Estimator:
         )
         self.options = replace(self.options, threads=configure_threads(self.options.threads))
         self.object_spec = _object_spec(self.options)
+        self.object_detector = _object_detector(self.options)
         self.transform = _transform(self.options)
         self.backend, trained_with = _backend(self.options)
         self.hand_model = hand_model_for_weights(
@@ -126,8 +129,9 @@ class Estimator:
         K, maps = _camera(self.options, size)
         return FrameProcessor(
             self.backend, self.hand_model, detector, K, object_spec=self.object_spec,
-            stabilizer=self.options.stabilizer, transform=self.transform, camera_id=camera_id,
-            undistort=maps, hands=self.options.hands, refine=self.options.refine,
+            object_detector=self.object_detector, stabilizer=self.options.stabilizer,
+            transform=self.transform, camera_id=camera_id, undistort=maps,
+            hands=self.options.hands, refine=self.options.refine,
         )  # fmt: skip
 
     def __call__(self, image: np.ndarray) -> Estimate:
@@ -135,7 +139,6 @@ class Estimator:
         import time
 
         from hoposer.stream.capture import Frame
-        from hoposer.stream.detect import MediaPipeHandDetector
 
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -143,9 +146,7 @@ class Estimator:
                 f"expected an (H, W, 3) uint8 BGR image, got {image.shape} {image.dtype}"
             )
         if self._image_detector is None:
-            self._image_detector = MediaPipeHandDetector(
-                video=False, selfie=self.options.selfie, side=self.options.hands
-            )
+            self._image_detector = _hand_detector(self.options, video=False)
         size = (image.shape[1], image.shape[0])
         if size not in self._image_processors:
             self._image_processors[size] = self._processor(size, self._image_detector, "image")
@@ -163,14 +164,11 @@ class Estimator:
                 files and folders give every frame.
         """
         from hoposer.stream.capture import open_source
-        from hoposer.stream.detect import MediaPipeHandDetector
 
         opened = open_source(source, live=bool(live))
         detector = None
         try:
-            detector = MediaPipeHandDetector(
-                video=True, selfie=self.options.selfie, side=self.options.hands
-            )
+            detector = _hand_detector(self.options)
             processor = self._processor(opened.size, detector, str(source))
             for frame, detected in _detected_ahead(opened, processor, ahead=not opened.live):
                 yield Estimate.from_result(processor.process(frame, detected))

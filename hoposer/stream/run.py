@@ -164,21 +164,24 @@ def _backend(options: StreamOptions):
     return backend, trained_with
 
 
-def _detectors(options: StreamOptions):
-    from hoposer.stream.detect import MediaPipeHandDetector, OnnxObjectDetector
+def _object_detector(options: StreamOptions):
+    """The `--detector onnx:PATH` object detector, or None (hands always come from MediaPipe)."""
+    from hoposer.stream.detect import OnnxObjectDetector
 
-    object_detector = None
     if options.detector.startswith("onnx:"):
-        object_detector = OnnxObjectDetector(
-            options.detector.removeprefix("onnx:"), threads=options.threads
-        )
-    elif options.detector != "mediapipe":
+        return OnnxObjectDetector(options.detector.removeprefix("onnx:"), threads=options.threads)
+    if options.detector != "mediapipe":
         raise HoposerError(
             f"unknown --detector {options.detector!r}: use mediapipe or onnx:PATH (a YOLO-format "
             "object detector; hands always come from MediaPipe)"
         )
-    hands = MediaPipeHandDetector(video=True, selfie=options.selfie, side=options.hands)
-    return hands, object_detector
+    return None
+
+
+def _hand_detector(options: StreamOptions, video: bool = True):
+    from hoposer.stream.detect import MediaPipeHandDetector
+
+    return MediaPipeHandDetector(video=video, selfie=options.selfie, side=options.hands)
 
 
 class LatestResult:
@@ -249,7 +252,8 @@ def _run_stream(options: StreamOptions) -> dict:
         transform = _transform(options)
         backend, trained_with = _backend(options)
         hand_model = hand_model_for_weights(trained_with, options.hand_model, options.mano_dir)
-        detector, object_detector = _detectors(options)
+        object_detector = _object_detector(options)
+        detector = _hand_detector(options)
         resources.append(detector)
         viewer = None
         if options.view:

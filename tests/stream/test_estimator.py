@@ -66,3 +66,5 @@ def test_options_the_estimator_does_not_take_are_refused():
         Estimator(publish="tcp://127.0.0.1:5555")
     with pytest.raises(HoposerError, match="does not take colour"):
         Estimator(colour="red")
+    with pytest.raises(HoposerError, match="unknown --detector"):
+        Estimator(detector="yolo")
