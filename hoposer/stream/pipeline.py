@@ -1,8 +1,10 @@
-"""One frame in, one pose message out: detect → crop → engine → decode → stabilize.
+"""One frame in, one pose message out: detect → crop → engine → decode → refine → stabilize.
 
-`FrameProcessor` holds the per-stream state (detector tracking, object tracking, stabilizer) and
+`FrameProcessor` holds the per-stream state (hand tracks, object tracking, stabilizer) and
 turns a captured frame into a `FrameResult`: the message to publish/write plus what the views
-draw. It times every stage. The threads and I/O around it live in `run.py`.
+draw. It times every stage. Its first stage, `detect`, depends on no earlier result and may run
+ahead on another thread (`run.py` does so for files); tracking and smoothing run on
+`Frame.clock`. The threads and I/O around it live in `run.py`.
 
 Left hands: the model is a right-hand model. A left hand is handled in the mirror image
 (x → W − 1 − x): mirroring the frame is the same as mirroring the scene in the camera frame
