@@ -147,7 +147,8 @@ def test_a_symmetric_object_looks_the_same_in_every_member_of_its_family(spec):
 @pytest.mark.parametrize(
     "symmetry, extent, members",
     [("box", None, 4), ("box", [0.05, 0.05, 0.08], 8), ("box", [0.06] * 3, 24),
-     ("cylinder", None, 720)],
+     ("box", [0.05, 0.1, 0.056], 8), ("box", [0.05, 0.1, 0.06], 4),
+     ("box", [0.05, 0.057, 0.064], 24), ("cylinder", None, 720)],
 )  # fmt: skip
 def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_the_camera(
     symmetry, extent, members
@@ -161,10 +162,12 @@ def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_
     rng = np.random.default_rng(2)
     group = symmetry_rotations(symmetry, extent=extent)
     assert len(group) == members and np.allclose(group[0], np.eye(3))
-    if extent is not None:  # every member maps the box's corners onto its corners
+    if extent is not None:  # every member maps the box's corners onto its corners, up to the
+        # difference between the sides it exchanges (sides within 15 % count as equal)
         corners = box_control_points(-np.asarray(extent) / 2, np.asarray(extent) / 2)[:8]
+        slack = np.ptp(extent) + 1e-12
         for S in group:
-            assert np.abs((corners @ S.T)[:, None] - corners[None]).sum(-1).min(1).max() < 1e-12
+            assert np.abs((corners @ S.T)[:, None] - corners[None]).sum(-1).min(1).max() < slack
     for _ in range(50):
         R, t = _random_rotation(rng), rng.normal(size=3)
         centre = rng.normal(size=3) * 0.02  # a mesh's box centre need not be its origin
