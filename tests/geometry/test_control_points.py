@@ -150,13 +150,14 @@ def test_a_symmetric_object_looks_the_same_in_every_member_of_its_family(spec):
      ("box", [0.05, 0.1, 0.056], 8), ("box", [0.05, 0.1, 0.06], 4),
      ("box", [0.05, 0.057, 0.064], 24), ("cylinder", None, 720)],
 )  # fmt: skip
-def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_the_camera(
+def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_the_view(
     symmetry, extent, members
 ):
     from hoposer.geometry.control_points import (
         canonical_pose,
         symmetric_pose,
         symmetry_rotations,
+        view_rotation,
     )
 
     rng = np.random.default_rng(2)
@@ -175,7 +176,8 @@ def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_
         # a member of the family: (R_c, t_c) = (R S, ...) for a symmetry S about the centre
         S = R.T @ R_c
         np.testing.assert_allclose(symmetric_pose(R, t, S, centre)[1], t_c, atol=1e-12)
-        assert np.trace(R_c) >= max(np.trace(R @ G) for G in group) - 1e-9
+        view = view_rotation(R @ centre + t)
+        assert np.trace(view.T @ R_c) >= max(np.trace(view.T @ R @ G) for G in group) - 1e-9
         R2, t2 = symmetric_pose(R, t, group[rng.integers(len(group))], centre)
         R2_c, t2_c = canonical_pose(R2, t2, symmetry, centre, extent)
         np.testing.assert_allclose(R2_c, R_c, atol=1e-9)
@@ -183,6 +185,37 @@ def test_canonical_pose_is_the_same_for_every_symmetric_pose_and_the_closest_to_
     R = _random_rotation(rng)
     assert canonical_pose(R, np.zeros(3), "none", np.zeros(3))[0] is not None
     np.testing.assert_array_equal(canonical_pose(R, np.zeros(3), "none", np.zeros(3))[0], R)
+
+
+@pytest.mark.parametrize("symmetry, extent", [("box", [0.05, 0.1, 0.07]), ("cylinder", None)])
+def test_canonical_pose_depends_on_the_pose_relative_to_the_ray_not_on_the_place_in_the_image(
+    symmetry, extent
+):
+    # A crop shows the object's pose relative to the ray through it: the same relative pose
+    # anywhere in the image must get the same canonical member (the same targets in the crop).
+    from hoposer.geometry.control_points import canonical_pose, view_rotation
+
+    rng = np.random.default_rng(3)
+    centre = np.array([0.0, 0.01, 0.0])
+    differ = 0
+    for _ in range(200):
+        seen = _random_rotation(rng)  # the pose relative to the viewing frame
+        canonical_seen = []
+        for ray in ([0.0, 0.0, 0.5], [0.25, -0.15, 0.4]):  # centre, and 37° off the axis
+            view = view_rotation(ray)
+            np.testing.assert_allclose(view @ [0.0, 0.0, 1.0], ray / np.linalg.norm(ray))
+            R = view @ seen
+            t = np.asarray(ray) - R @ centre  # the object's centre on the ray
+            R_c, _ = canonical_pose(R, t, symmetry, centre, extent)
+            canonical_seen.append(view.T @ R_c)
+        np.testing.assert_allclose(canonical_seen[0], canonical_seen[1], atol=1e-9)
+        # the camera's own axes would have chosen differently for some of these poses
+        rays = ([0, 0, 1.0], [0.25, -0.15, 0.4])
+        camera_pick = [canonical_pose(view_rotation(r) @ seen, np.zeros(3), symmetry, np.zeros(3),
+                                      extent)[0] for r in rays]  # fmt: skip
+        differ += not np.allclose(view_rotation([0.25, -0.15, 0.4]).T @ camera_pick[1],
+                                  camera_pick[0], atol=1e-6)  # fmt: skip
+    assert differ > 0
 
 
 def test_symmetry_is_declared_by_primitive_kind_or_spec_suffix(tmp_path):

@@ -46,7 +46,15 @@ def _turn_y(angle):
     "spec, turns",
     [
         ("box:0.05x0.08x0.03", [np.eye(3), np.diag([-1.0, 1, -1]), np.diag([1.0, -1, -1])]),
-        ("cylinder:0.03x0.1", [np.eye(3), _turn_y(1.1), np.diag([1.0, -1, -1]) @ _turn_y(-2.0)]),
+        # turns by whole mesh segments (32 per turn), so that the silhouettes match too
+        (
+            "cylinder:0.03x0.1",
+            [
+                np.eye(3),
+                _turn_y(2 * np.pi * 6 / 32),
+                np.diag([1.0, -1, -1]) @ _turn_y(-2 * np.pi * 10 / 32),
+            ],
+        ),
         # a cube also looks the same turned 90° (here about z, then about x)
         (
             "box:0.06x0.06x0.06",
