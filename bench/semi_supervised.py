@@ -14,8 +14,14 @@ extra training steps:
     self-train all    with every constraint of §5.1
 
 Prints a markdown table (and writes `results.json`): PA-MPJPE / PA-MPVPE (mm), F@5 / F@15,
-ADD-0.1D, and the number of pseudo-labels each variant trained on. Every step is a `hoposer`
-command; finished steps are skipped when the script is run again.
+the object's pose-0.1D (ADD-S for the symmetric synthetic primitives), and the number of
+pseudo-labels each variant trained on. Every step is a `hoposer` command; finished steps are
+skipped when the script is run again.
+
+`--base WEIGHTS` starts from given weights (e.g. the shipped ones, trained on the `default`
+style) instead of training a supervised base on the labelled set; `--seeds N` repeats the two
+rows that matter (supervised, all constraints) with N training seeds, so that their difference
+can be read against the seed spread (the table gives mean and min-max).
 """
 
 import argparse
@@ -25,6 +31,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 VARIANTS = (
     ("supervised", None),
@@ -54,6 +62,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--base", help="supervised base weights (default: train one)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds for supervised and all")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per command")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,57 +91,92 @@ def main() -> None:
 
     common = ["--config", str(config), "--batch-size", str(args.batch), "--lr", str(args.lr),
               "--workers", str(args.workers), "--hand-model", "standin", "--device", "cpu",
-              "--checkpoint-every", "0", "--lr-step", "1000"]  # fmt: skip
-    base = out / "supervised-base"
-    if not (base / "done").is_file():
-        resume = ["--resume"] if (base / "state.pt").is_file() else []
-        hoposer("train", "fit", "--data", str(labelled), "--out", str(base), "--epochs",
-                str(args.epochs), *common, *resume)  # fmt: skip
-        (base / "done").touch()
+              "--checkpoint-every", "0", "--lr-step", "1000",
+              "--threads", str(args.threads)]  # fmt: skip
+    if args.base:
+        base_weights = Path(args.base)
+    else:
+        base = out / "supervised-base"
+        base_weights = base / "model.safetensors"
+        if not (base / "done").is_file():
+            resume = ["--resume"] if (base / "state.pt").is_file() else []
+            hoposer("train", "fit", "--data", str(labelled), "--out", str(base), "--epochs",
+                    str(args.epochs), *common, *resume)  # fmt: skip
+            (base / "done").touch()
     pseudo = out / "pseudo"
     if not (pseudo / "report.json").is_file():
-        hoposer("train", "pseudo", "--weights", str(base / "model.safetensors"), "--videos",
-                str(videos), "--out", str(pseudo), "--device", "cpu")  # fmt: skip
+        hoposer("train", "pseudo", "--weights", str(base_weights), "--videos", str(videos),
+                "--out", str(pseudo), "--device", "cpu")  # fmt: skip
     report = json.loads((pseudo / "report.json").read_text())
+    base_eval = out / "base-eval"
+    if not (base_eval / "metrics.json").is_file():
+        evaluate(base_weights, test, base_eval, args)
 
-    results = {}
+    results = {"base (no extra training)": {"pseudo_labels": 0, "seeds": [0],
+                                             **_row(base_eval)}}  # fmt: skip
     for name, filters in VARIANTS:
         kept = report["funnel"][filters]["kept"] if filters else 0
         if filters and kept == 0:  # nothing passes: this variant is the supervised model
             results[name] = {**results["supervised"], "pseudo_labels": 0}
             continue
-        run = out / name.replace(" ", "_")
-        if not (run / "done").is_file():
-            extra = ["--pseudo", str(pseudo), "--pseudo-filters", filters] if filters else []
-            resume = ["--resume"] if (run / "state.pt").is_file() else []
-            hoposer("train", "fit", "--data", str(labelled), "--out", str(run), "--epochs",
-                    str(args.extra_epochs), "--init-weights", str(base / "model.safetensors"),
-                    *common, *extra, *resume)  # fmt: skip
-            (run / "done").touch()
-        evaluation = run / "eval"
-        if not (evaluation / "metrics.json").is_file():
-            hoposer("train", "eval", "--weights", str(run / "model.safetensors"), "--data",
-                    str(test), "--out", str(evaluation), "--device", "cpu", "--hand-model",
-                    "standin", "--workers", str(args.workers))  # fmt: skip
-        metrics = json.loads((evaluation / "metrics.json").read_text())
-        used = min(kept, args.labelled)  # --pseudo-ratio 1.0
+        seeds = range(args.seeds) if filters in (None, "all") else range(1)
+        rows = []
+        for seed in seeds:
+            run = out / (name.replace(" ", "_") + (f"-seed{seed}" if seed else ""))
+            if not (run / "done").is_file():
+                extra = ["--pseudo", str(pseudo), "--pseudo-filters", filters] if filters else []
+                resume = ["--resume"] if (run / "state.pt").is_file() else []
+                hoposer("train", "fit", "--data", str(labelled), "--out", str(run), "--epochs",
+                        str(args.extra_epochs), "--init-weights", str(base_weights), "--seed",
+                        str(seed), *common, *extra, *resume)  # fmt: skip
+                (run / "done").touch()
+            if not (run / "eval" / "metrics.json").is_file():
+                evaluate(run / "model.safetensors", test, run / "eval", args)
+            rows.append(_row(run / "eval"))
         results[name] = {
-            "pseudo_labels": used,
-            "pa_mpjpe_mm": metrics["hand"]["joint_pa_error_mm"],
-            "pa_mpvpe_mm": metrics["hand"]["mesh_pa_error_mm"],
-            "f5": metrics["hand"]["f5"],
-            "f15": metrics["hand"]["f15"],
-            "add_0.1d": metrics.get("object", {}).get("average", {}).get("add_0.1d", 0.0),
-        }
+            "pseudo_labels": min(kept, args.labelled),  # --pseudo-ratio 1.0
+            "seeds": list(seeds),
+            **{key: float(np.mean([r[key] for r in rows])) for key in rows[0]},
+            "spread": {key: [min(r[key] for r in rows), max(r[key] for r in rows)]
+                       for key in rows[0]},
+        }  # fmt: skip
     (out / "results.json").write_text(json.dumps({"funnel": report["funnel"], "results": results,
                                                   "args": vars(args)}, indent=2))  # fmt: skip
     print(f"\nshifted test split, {args.test} frames; {time.perf_counter() - started:.0f} s\n")
-    print("| variant | pseudo-labels | PA-MPJPE mm | PA-MPVPE mm | F@5 | F@15 | ADD-0.1D % |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| variant | pseudo-labels | seeds | PA-MPJPE mm | PA-MPVPE mm | F@5 | F@15 | "
+          "pose-0.1D % |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")  # fmt: skip
     for name, r in results.items():
-        print(f"| {name} | {r['pseudo_labels']} | {r['pa_mpjpe_mm']:.1f} | {r['pa_mpvpe_mm']:.1f} "
-              f"| {r['f5']:.3f} | {r['f15']:.3f} | {r['add_0.1d']:.1f} |")  # fmt: skip
-    print("\nfunnel (all constraints):", json.dumps(report["funnel"]["all"]))
+        cells = " | ".join(_cell(r, key, digits) for key, digits in
+                           (("pa_mpjpe_mm", 2), ("pa_mpvpe_mm", 2), ("f5", 3), ("f15", 3),
+                            ("pose_0.1d", 1)))  # fmt: skip
+        print(f"| {name} | {r['pseudo_labels']} | {len(r['seeds'])} | {cells} |")
+    for filters in ("none", "no-spatial", "no-temporal", "all"):
+        print(f"funnel ({filters}):", json.dumps(report["funnel"][filters]))
+
+
+def _cell(row: dict, key: str, digits: int) -> str:
+    """The mean, and the min-max over seeds when there are several."""
+    if len(row["seeds"]) == 1:
+        return f"{row[key]:.{digits}f}"
+    low, high = row["spread"][key]
+    return f"{row[key]:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def evaluate(weights: Path, test: Path, out: Path, args) -> None:
+    hoposer("train", "eval", "--weights", str(weights), "--data", str(test), "--out", str(out),
+            "--device", "cpu", "--hand-model", "standin",
+            "--workers", str(args.workers))  # fmt: skip
+
+
+def _row(evaluation: Path) -> dict:
+    metrics = json.loads((evaluation / "metrics.json").read_text())
+    return {
+        "pa_mpjpe_mm": metrics["hand"]["joint_pa_error_mm"],
+        "pa_mpvpe_mm": metrics["hand"]["mesh_pa_error_mm"],
+        "f5": metrics["hand"]["f5"],
+        "f15": metrics["hand"]["f15"],
+        "pose_0.1d": metrics.get("object", {}).get("average", {}).get("pose_0.1d", 0.0),
+    }
 
 
 if __name__ == "__main__":
