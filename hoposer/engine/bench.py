@@ -204,7 +204,7 @@ def run_benchmark(
                 ort_device = device if device in (None, "cpu", "cuda") else "cuda"
                 backends.append(OnnxRuntimeBackend(onnx, ort_device, options))
             else:
-                from hoposer.engine.tensorrt import TensorRTBackend, build_engine
+                from hoposer.engine.backends.tensorrt import TensorRTBackend, build_engine
 
                 if plan is None:
                     plan = build_engine(onnx, Path(tmp) / "model.plan", max_batch=max(batches))

@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from hoposer.engine.backends import open_backend
-from hoposer.engine.export import INPUT_NAMES, OUTPUT_NAMES
-from hoposer.engine.tensorrt import (
+from hoposer.engine.backends.tensorrt import (
     TORCH_DTYPES,
     TRT_DTYPE_NAMES,
     TensorSpec,
@@ -21,6 +20,7 @@ from hoposer.engine.tensorrt import (
     rebuild_command,
     specs_from_onnx,
 )
+from hoposer.engine.export import INPUT_NAMES, OUTPUT_NAMES
 from hoposer.errors import HoposerError
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None

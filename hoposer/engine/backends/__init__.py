@@ -404,7 +404,7 @@ def _open_onnxruntime(weights, config, onnx, plan, device, options) -> Backend:
 
 
 def _open_tensorrt(weights, config, onnx, plan, device, options) -> Backend:
-    from hoposer.engine.tensorrt import TensorRTBackend, plan_sidecar_path
+    from hoposer.engine.backends.tensorrt import TensorRTBackend, plan_sidecar_path
 
     if plan is None:
         raise HoposerError(
