@@ -12,15 +12,17 @@ from hoposer.engine.backends.tensorrt import (
     TRT_DTYPE_NAMES,
     TensorSpec,
     binding_plan,
-    build_engine,
-    check_plan,
     check_specs,
-    plan_mismatches,
-    plan_sidecar_path,
-    rebuild_command,
     specs_from_onnx,
 )
 from hoposer.engine.export import INPUT_NAMES, OUTPUT_NAMES
+from hoposer.engine.plan import (
+    build_engine,
+    check_plan,
+    plan_mismatches,
+    plan_sidecar_path,
+    rebuild_command,
+)
 from hoposer.errors import HoposerError
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
