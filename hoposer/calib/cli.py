@@ -290,96 +290,53 @@ def robot_cmd(
     """
     from hoposer.calib import extrinsics as ex
     from hoposer.calib.camera_info import read_camera_info
-    from hoposer.calib.detect import BoardDetector, list_images, no_board_error, read_image
+    from hoposer.calib.detect import list_images, read_image
     from hoposer.io import check_writable_file
 
     check_writable_file(out)
 
     info = read_camera_info(camera_info)
     spec = _board(board, square, marker, dictionary)
-    if spec.kind == "checker":
-        raise HoposerError(
-            "a checkerboard's orientation is ambiguous; use an ArUco marker (aruco:ID) or a "
-            "ChArUco board for extrinsics"
-        )
     if (marker_pose is None) == (hand_eye is None):
         raise HoposerError("give exactly one of --marker-pose (marker) or --hand-eye CSV")
     if not out.parent.exists():
         raise HoposerError(f"folder {out.parent} does not exist")
-    detector = BoardDetector(spec)
-
-    def check_size(image: np.ndarray, name: str) -> np.ndarray:
-        if (image.shape[1], image.shape[0]) != (info.width, info.height):
-            raise HoposerError(
-                f"{name} is {image.shape[1]}x{image.shape[0]} but {camera_info} is for "
-                f"{info.width}x{info.height}"
-            )
-        return image
 
     if hand_eye is not None:
         rows = ex.read_robot_poses(hand_eye)
-        T_bg, T_cb, n_seen = [], [], 0
-        for image_name, T in rows:
-            path = hand_eye.parent / image_name
-            det = detector.detect(check_size(read_image(path), image_name), image_name)
-            n_seen += 1
-            if det is None:
-                print(f"board not found in {image_name}; skipped")
-                continue
-            pose, _ = ex.board_pose(
-                det.image_points,
-                det.object_points,
-                info.K,
-                info.D,
-                info.fisheye,
-                spec.kind == "aruco",
-            )
-            T_bg.append(T)
-            T_cb.append(pose)
-        if not T_cb:
-            raise no_board_error(spec, n_seen)
-        X, _, quality = ex.hand_eye(T_bg, T_cb, setup=setup, method=method)
-        parent = gripper_frame if setup == "eye-in-hand" else base_frame
-        transform = ex.Transform.from_matrix(X, parent, camera_frame, quality)
+        views = ((name, read_image(hand_eye.parent / name), T) for name, T in rows)
+        transform = ex.hand_eye_extrinsics(
+            views,
+            spec,
+            info,
+            setup=setup,
+            method=method,
+            base=base_frame,
+            gripper=gripper_frame,
+            camera=camera_frame,
+            info_source=str(camera_info),
+            skipped=lambda name: print(f"board not found in {name}; skipped"),
+        )
     else:
         _one_source(images, video, camera)
         T_base_board = ex.parse_pose(marker_pose)
-        views, n = [], 0
         if images is not None:
             source = ((p.name, read_image(p)) for p in list_images(images))
         elif video is not None:
             source = _video_frames(video)
         else:
             source = _camera_frames(camera, frames)
-        for frame_name, frame in source:
-            n += 1
-            det = detector.detect(check_size(frame, frame_name), frame_name)
-            if det is not None:
-                views.append((det.image_points, det.object_points))
-        if not views:
-            raise no_board_error(spec, n)
-        transform = ex.camera_to_base_from_marker(
-            views,
+        transform = ex.marker_extrinsics(
+            source,
+            spec,
+            info,
             T_base_board,
-            info.K,
-            info.D,
-            fisheye=info.fisheye,
-            square_marker=spec.kind == "aruco",
             parent=base_frame,
             child=camera_frame,
+            info_source=str(camera_info),
         )
     ex.write_transform(out, transform)
-    t, q = transform.translation, transform.quaternion
-    print(
-        f"{transform.parent} <- {transform.child}: t = {np.round(t, 4).tolist()} m, "
-        f"q (xyzw) = {np.round(q, 5).tolist()}"
-    )
-    print(
-        ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-            for k, v in transform.quality.items()
-        )
-    )
+    print(transform.summary())
     print(f"wrote {out}")
 
 
