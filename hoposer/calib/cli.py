@@ -372,58 +372,10 @@ def synth_cmd(
           --square 0.024 --out cam.yaml   (compare with synth/truth_camera_info.yaml)
       hoposer calib synth --out m/ --scene marker --board aruco:7 --marker 0.1 --dict 4X4_50
     """
-    from hoposer.calib import extrinsics as ex
-    from hoposer.calib import synthetic as sy
-    from hoposer.calib.camera_info import CameraInfo, write_camera_info
-    from hoposer.calib.report import write_png
+    from hoposer.calib.synthetic import write_synthetic_set
     from hoposer.io import check_writable_folder
 
     check_writable_folder(out)
     spec = _board(board, square, marker, dictionary)
-    scenes = ("camera", "marker", "eye-in-hand", "eye-to-hand")
-    if scene not in scenes:
-        raise HoposerError(f"--scene must be one of {', '.join(scenes)}, not '{scene}'")
-    if scene == "camera" and spec.kind == "aruco":
-        raise HoposerError("the camera scene needs a checker or charuco board")
-    if scene in ("eye-in-hand", "eye-to-hand", "marker") and spec.kind == "checker":
-        raise HoposerError(f"the {scene} scene needs an aruco marker or a charuco board")
-    out.mkdir(parents=True, exist_ok=True)
-    cam = sy.default_camera()
-    truth = CameraInfo(cam.size[0], cam.size[1], "synthetic", cam.K, cam.D, comment=("truth",))
-    write_camera_info(out / "truth_camera_info.yaml", truth)
-    truth_note = ""
-    if scene == "camera":
-        images = sy.render_views(spec, cam, sy.sample_poses(spec, cam, views, seed), seed)
-        truth_note = f"truth: {out / 'truth_camera_info.yaml'}"
-    elif scene == "marker":
-        m = sy.marker_scene(spec, cam, n_frames=views, seed=seed)
-        images = m.images
-        T = ex.Transform.from_matrix(m.T_base_board, "base", "board")
-        pose = ",".join(f"{v:.9g}" for v in (*T.translation, *T.quaternion))
-        ex.write_transform(
-            out / "truth_extrinsics.yaml",
-            ex.Transform.from_matrix(m.T_base_cam, "base", "camera_optical"),
-        )
-        truth_note = f"--marker-pose {pose}  (truth: {out / 'truth_extrinsics.yaml'})"
-    else:
-        h = sy.hand_eye_scene(spec, cam, n_views=views, setup=scene, seed=seed)
-        images = h.images
-        lines = ["image,x,y,z,qx,qy,qz,qw"]
-        for i, T in enumerate(h.T_base_gripper):
-            tf = ex.Transform.from_matrix(T, "base", "tool0")
-            lines.append(
-                ",".join(
-                    [f"view_{i:03d}.png"] + [f"{v:.12g}" for v in (*tf.translation, *tf.quaternion)]
-                )
-            )
-        from hoposer.io import write_text_atomic
-
-        write_text_atomic(out / "poses.csv", "\n".join(lines) + "\n")
-        parent = "tool0" if scene == "eye-in-hand" else "base"
-        ex.write_transform(
-            out / "truth_extrinsics.yaml", ex.Transform.from_matrix(h.X, parent, "camera_optical")
-        )
-        truth_note = f"--hand-eye {out / 'poses.csv'} --setup {scene}"
-    for i, image in enumerate(images):
-        write_png(out / f"view_{i:03d}.png", image)
-    print(f"wrote {len(images)} images of {spec} to {out}; {truth_note}")
+    n_images, hint = write_synthetic_set(out, spec, scene, views, seed)
+    print(f"wrote {n_images} images of {spec} to {out}; {hint}")
