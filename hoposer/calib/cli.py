@@ -290,96 +290,53 @@ def robot_cmd(
     """
     from hoposer.calib import extrinsics as ex
     from hoposer.calib.camera_info import read_camera_info
-    from hoposer.calib.detect import BoardDetector, list_images, no_board_error, read_image
+    from hoposer.calib.detect import list_images, read_image
     from hoposer.io import check_writable_file
 
     check_writable_file(out)
 
     info = read_camera_info(camera_info)
     spec = _board(board, square, marker, dictionary)
-    if spec.kind == "checker":
-        raise HoposerError(
-            "a checkerboard's orientation is ambiguous; use an ArUco marker (aruco:ID) or a "
-            "ChArUco board for extrinsics"
-        )
     if (marker_pose is None) == (hand_eye is None):
         raise HoposerError("give exactly one of --marker-pose (marker) or --hand-eye CSV")
     if not out.parent.exists():
         raise HoposerError(f"folder {out.parent} does not exist")
-    detector = BoardDetector(spec)
-
-    def check_size(image: np.ndarray, name: str) -> np.ndarray:
-        if (image.shape[1], image.shape[0]) != (info.width, info.height):
-            raise HoposerError(
-                f"{name} is {image.shape[1]}x{image.shape[0]} but {camera_info} is for "
-                f"{info.width}x{info.height}"
-            )
-        return image
 
     if hand_eye is not None:
         rows = ex.read_robot_poses(hand_eye)
-        T_bg, T_cb, n_seen = [], [], 0
-        for image_name, T in rows:
-            path = hand_eye.parent / image_name
-            det = detector.detect(check_size(read_image(path), image_name), image_name)
-            n_seen += 1
-            if det is None:
-                print(f"board not found in {image_name}; skipped")
-                continue
-            pose, _ = ex.board_pose(
-                det.image_points,
-                det.object_points,
-                info.K,
-                info.D,
-                info.fisheye,
-                spec.kind == "aruco",
-            )
-            T_bg.append(T)
-            T_cb.append(pose)
-        if not T_cb:
-            raise no_board_error(spec, n_seen)
-        X, _, quality = ex.hand_eye(T_bg, T_cb, setup=setup, method=method)
-        parent = gripper_frame if setup == "eye-in-hand" else base_frame
-        transform = ex.Transform.from_matrix(X, parent, camera_frame, quality)
+        views = ((name, read_image(hand_eye.parent / name), T) for name, T in rows)
+        transform = ex.hand_eye_extrinsics(
+            views,
+            spec,
+            info,
+            setup=setup,
+            method=method,
+            base=base_frame,
+            gripper=gripper_frame,
+            camera=camera_frame,
+            info_source=str(camera_info),
+            skipped=lambda name: print(f"board not found in {name}; skipped"),
+        )
     else:
         _one_source(images, video, camera)
         T_base_board = ex.parse_pose(marker_pose)
-        views, n = [], 0
         if images is not None:
             source = ((p.name, read_image(p)) for p in list_images(images))
         elif video is not None:
             source = _video_frames(video)
         else:
             source = _camera_frames(camera, frames)
-        for frame_name, frame in source:
-            n += 1
-            det = detector.detect(check_size(frame, frame_name), frame_name)
-            if det is not None:
-                views.append((det.image_points, det.object_points))
-        if not views:
-            raise no_board_error(spec, n)
-        transform = ex.camera_to_base_from_marker(
-            views,
+        transform = ex.marker_extrinsics(
+            source,
+            spec,
+            info,
             T_base_board,
-            info.K,
-            info.D,
-            fisheye=info.fisheye,
-            square_marker=spec.kind == "aruco",
             parent=base_frame,
             child=camera_frame,
+            info_source=str(camera_info),
         )
     ex.write_transform(out, transform)
-    t, q = transform.translation, transform.quaternion
-    print(
-        f"{transform.parent} <- {transform.child}: t = {np.round(t, 4).tolist()} m, "
-        f"q (xyzw) = {np.round(q, 5).tolist()}"
-    )
-    print(
-        ", ".join(
-            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-            for k, v in transform.quality.items()
-        )
-    )
+    print(transform.summary())
     print(f"wrote {out}")
 
 
@@ -415,58 +372,10 @@ def synth_cmd(
           --square 0.024 --out cam.yaml   (compare with synth/truth_camera_info.yaml)
       hoposer calib synth --out m/ --scene marker --board aruco:7 --marker 0.1 --dict 4X4_50
     """
-    from hoposer.calib import extrinsics as ex
-    from hoposer.calib import synthetic as sy
-    from hoposer.calib.camera_info import CameraInfo, write_camera_info
-    from hoposer.calib.report import write_png
+    from hoposer.calib.synthetic import write_synthetic_set
     from hoposer.io import check_writable_folder
 
     check_writable_folder(out)
     spec = _board(board, square, marker, dictionary)
-    scenes = ("camera", "marker", "eye-in-hand", "eye-to-hand")
-    if scene not in scenes:
-        raise HoposerError(f"--scene must be one of {', '.join(scenes)}, not '{scene}'")
-    if scene == "camera" and spec.kind == "aruco":
-        raise HoposerError("the camera scene needs a checker or charuco board")
-    if scene in ("eye-in-hand", "eye-to-hand", "marker") and spec.kind == "checker":
-        raise HoposerError(f"the {scene} scene needs an aruco marker or a charuco board")
-    out.mkdir(parents=True, exist_ok=True)
-    cam = sy.default_camera()
-    truth = CameraInfo(cam.size[0], cam.size[1], "synthetic", cam.K, cam.D, comment=("truth",))
-    write_camera_info(out / "truth_camera_info.yaml", truth)
-    truth_note = ""
-    if scene == "camera":
-        images = sy.render_views(spec, cam, sy.sample_poses(spec, cam, views, seed), seed)
-        truth_note = f"truth: {out / 'truth_camera_info.yaml'}"
-    elif scene == "marker":
-        m = sy.marker_scene(spec, cam, n_frames=views, seed=seed)
-        images = m.images
-        T = ex.Transform.from_matrix(m.T_base_board, "base", "board")
-        pose = ",".join(f"{v:.9g}" for v in (*T.translation, *T.quaternion))
-        ex.write_transform(
-            out / "truth_extrinsics.yaml",
-            ex.Transform.from_matrix(m.T_base_cam, "base", "camera_optical"),
-        )
-        truth_note = f"--marker-pose {pose}  (truth: {out / 'truth_extrinsics.yaml'})"
-    else:
-        h = sy.hand_eye_scene(spec, cam, n_views=views, setup=scene, seed=seed)
-        images = h.images
-        lines = ["image,x,y,z,qx,qy,qz,qw"]
-        for i, T in enumerate(h.T_base_gripper):
-            tf = ex.Transform.from_matrix(T, "base", "tool0")
-            lines.append(
-                ",".join(
-                    [f"view_{i:03d}.png"] + [f"{v:.12g}" for v in (*tf.translation, *tf.quaternion)]
-                )
-            )
-        from hoposer.io import write_text_atomic
-
-        write_text_atomic(out / "poses.csv", "\n".join(lines) + "\n")
-        parent = "tool0" if scene == "eye-in-hand" else "base"
-        ex.write_transform(
-            out / "truth_extrinsics.yaml", ex.Transform.from_matrix(h.X, parent, "camera_optical")
-        )
-        truth_note = f"--hand-eye {out / 'poses.csv'} --setup {scene}"
-    for i, image in enumerate(images):
-        write_png(out / f"view_{i:03d}.png", image)
-    print(f"wrote {len(images)} images of {spec} to {out}; {truth_note}")
+    n_images, hint = write_synthetic_set(out, spec, scene, views, seed)
+    print(f"wrote {n_images} images of {spec} to {out}; {hint}")

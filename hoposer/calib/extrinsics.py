@@ -21,11 +21,15 @@ hoposer: {method: marker, frames_used: 30, ...}
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from hoposer.calib.boards import BoardSpec
+from hoposer.calib.camera_info import CameraInfo
+from hoposer.calib.detect import BoardDetector, Detection, no_board_error
 from hoposer.errors import HoposerError
 from hoposer.io import write_text_atomic
 
@@ -149,6 +153,17 @@ class Transform:
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Map `(..., 3)` child-frame points into the parent frame."""
         return np.asarray(points) @ self.rotation.T + self.translation
+
+    def summary(self) -> str:
+        """Two lines for the terminal: the transform, then its quality numbers."""
+        t, q = self.translation, self.quaternion
+        quality = (
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in self.quality.items()
+        )
+        return (
+            f"{self.parent} <- {self.child}: t = {np.round(t, 4).tolist()} m, "
+            f"q (xyzw) = {np.round(q, 5).tolist()}\n" + ", ".join(quality)
+        )
 
 
 def _plain(value: object) -> object:
@@ -519,3 +534,131 @@ def hand_eye(
         "consistency_rotation_deg": mean.rotation_std_deg,
     }
     return X, mean.T, quality
+
+
+# --- from images ---------------------------------------------------------------------------------
+
+
+def _board_finder(
+    spec: BoardSpec, info: CameraInfo, info_source: str
+) -> Callable[[np.ndarray, str], Detection | None]:
+    """A detector of `spec` in images of the camera `info` describes, which refuses others."""
+    if spec.kind == "checker":
+        raise HoposerError(
+            "a checkerboard's orientation is ambiguous; use an ArUco marker (aruco:ID) or a "
+            "ChArUco board for extrinsics"
+        )
+    detector = BoardDetector(spec)
+
+    def find(image: np.ndarray, name: str) -> Detection | None:
+        if (image.shape[1], image.shape[0]) != (info.width, info.height):
+            raise HoposerError(
+                f"{name} is {image.shape[1]}x{image.shape[0]} but {info_source} is for "
+                f"{info.width}x{info.height}"
+            )
+        return detector.detect(image, name)
+
+    return find
+
+
+def marker_extrinsics(
+    frames: Iterable[tuple[str, np.ndarray]],
+    spec: BoardSpec,
+    info: CameraInfo,
+    T_base_board: np.ndarray,
+    *,
+    parent: str = "base",
+    child: str = "camera_optical",
+    info_source: str = "the camera info",
+) -> Transform:
+    """Camera pose in the robot base from images of a marker/board at a known base pose.
+
+    Args:
+        frames: `(name, BGR or grey image)` taken by the camera `info` describes.
+        spec: the marker or ChArUco board (a checkerboard's orientation is ambiguous).
+        info: the camera's intrinsics.
+        T_base_board: `(4, 4)` the board frame's pose in the base (from `--marker-pose`).
+        parent: name of the base frame.
+        child: name of the camera frame.
+        info_source: where `info` came from, for messages.
+
+    Returns:
+        `Transform` camera → base (see `camera_to_base_from_marker`).
+
+    Raises:
+        HoposerError: a checkerboard, an image of another size, or the board found nowhere.
+    """
+    find = _board_finder(spec, info, info_source)
+    views, n = [], 0
+    for name, image in frames:
+        n += 1
+        det = find(image, name)
+        if det is not None:
+            views.append((det.image_points, det.object_points))
+    if not views:
+        raise no_board_error(spec, n)
+    return camera_to_base_from_marker(
+        views,
+        T_base_board,
+        info.K,
+        info.D,
+        fisheye=info.fisheye,
+        square_marker=spec.kind == "aruco",
+        parent=parent,
+        child=child,
+    )
+
+
+def hand_eye_extrinsics(
+    views: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    spec: BoardSpec,
+    info: CameraInfo,
+    *,
+    setup: str = "eye-in-hand",
+    method: str = "park",
+    base: str = "base",
+    gripper: str = "tool0",
+    camera: str = "camera_optical",
+    info_source: str = "the camera info",
+    skipped: Callable[[str], None] = lambda name: None,
+) -> Transform:
+    """Camera pose from views of a board taken at known robot poses (see `hand_eye`).
+
+    Args:
+        views: `(name, image, T_base_gripper (4, 4))`: each image and the gripper's pose in the
+            base when it was taken (`read_robot_poses`).
+        spec: the marker or ChArUco board (a checkerboard's orientation is ambiguous).
+        info: the camera's intrinsics.
+        setup: "eye-in-hand" or "eye-to-hand".
+        method: OpenCV's hand-eye method (see `hand_eye`).
+        base: name of the robot base frame.
+        gripper: name of the gripper (tool) frame.
+        camera: name of the camera frame.
+        info_source: where `info` came from, for messages.
+        skipped: called with the name of each view the board was not found in.
+
+    Returns:
+        `Transform` camera → gripper (eye-in-hand) or camera → base (eye-to-hand).
+
+    Raises:
+        HoposerError: a checkerboard, an image of another size, the board found nowhere, or
+            what `hand_eye` refuses.
+    """
+    find = _board_finder(spec, info, info_source)
+    T_base_gripper, T_cam_board, n_seen = [], [], 0
+    for name, image, T in views:
+        det = find(image, name)
+        n_seen += 1
+        if det is None:
+            skipped(name)
+            continue
+        pose, _ = board_pose(
+            det.image_points, det.object_points, info.K, info.D, info.fisheye, spec.kind == "aruco"
+        )
+        T_base_gripper.append(T)
+        T_cam_board.append(pose)
+    if not T_cam_board:
+        raise no_board_error(spec, n_seen)
+    X, _, quality = hand_eye(T_base_gripper, T_cam_board, setup=setup, method=method)
+    parent = gripper if setup == "eye-in-hand" else base
+    return Transform.from_matrix(X, parent, camera, quality)

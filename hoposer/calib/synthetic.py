@@ -9,10 +9,16 @@ recovers can be compared with what was rendered.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from hoposer.calib.boards import BoardSpec, board_texture
+from hoposer.calib.camera_info import CameraInfo, write_camera_info
+from hoposer.calib.extrinsics import Transform, write_transform
+from hoposer.calib.report import write_png
+from hoposer.errors import HoposerError
+from hoposer.io import write_text_atomic
 
 
 @dataclass(frozen=True, eq=False)
@@ -304,3 +310,73 @@ def hand_eye_scene(
         raise ValueError(f"unknown setup {setup}")
     images = render_views(spec, camera, poses, seed=seed)
     return HandEyeScene(images, T_bg, X, setup)
+
+
+#: What `write_synthetic_set` renders: views for intrinsics, or for one of the extrinsics methods.
+SCENES = ("camera", "marker", "eye-in-hand", "eye-to-hand")
+
+
+def write_synthetic_set(
+    out: str | Path, spec: BoardSpec, scene: str = "camera", views: int = 20, seed: int = 0
+) -> tuple[int, str]:
+    """Render a data set with known truth into `out`, laid out as the calib commands read it.
+
+    `out` gets `view_NNN.png`, `truth_camera_info.yaml` and, for the extrinsics scenes,
+    `truth_extrinsics.yaml` (the marker scene's camera in the base; the hand-eye scenes' camera
+    in the gripper or the base) and, for the hand-eye scenes, `poses.csv` (the gripper poses).
+
+    Args:
+        out: the folder to create and fill.
+        spec: the board: a checker or ChArUco board for "camera", a marker or ChArUco board for
+            the others.
+        scene: one of `SCENES`.
+        views: images to render.
+        seed: random seed.
+
+    Returns:
+        `(images written, what to pass to the calib command that recovers the truth)`.
+    """
+    if scene not in SCENES:
+        raise HoposerError(f"--scene must be one of {', '.join(SCENES)}, not '{scene}'")
+    if scene == "camera" and spec.kind == "aruco":
+        raise HoposerError("the camera scene needs a checker or charuco board")
+    if scene != "camera" and spec.kind == "checker":
+        raise HoposerError(f"the {scene} scene needs an aruco marker or a charuco board")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cam = default_camera()
+    truth = CameraInfo(cam.size[0], cam.size[1], "synthetic", cam.K, cam.D, comment=("truth",))
+    write_camera_info(out / "truth_camera_info.yaml", truth)
+    if scene == "camera":
+        images = render_views(spec, cam, sample_poses(spec, cam, views, seed), seed)
+        hint = f"truth: {out / 'truth_camera_info.yaml'}"
+    elif scene == "marker":
+        m = marker_scene(spec, cam, n_frames=views, seed=seed)
+        images = m.images
+        T = Transform.from_matrix(m.T_base_board, "base", "board")
+        pose = ",".join(f"{v:.9g}" for v in (*T.translation, *T.quaternion))
+        write_transform(
+            out / "truth_extrinsics.yaml",
+            Transform.from_matrix(m.T_base_cam, "base", "camera_optical"),
+        )
+        hint = f"--marker-pose {pose}  (truth: {out / 'truth_extrinsics.yaml'})"
+    else:
+        h = hand_eye_scene(spec, cam, n_views=views, setup=scene, seed=seed)
+        images = h.images
+        lines = ["image,x,y,z,qx,qy,qz,qw"]
+        for i, T in enumerate(h.T_base_gripper):
+            tf = Transform.from_matrix(T, "base", "tool0")
+            lines.append(
+                ",".join(
+                    [f"view_{i:03d}.png"] + [f"{v:.12g}" for v in (*tf.translation, *tf.quaternion)]
+                )
+            )
+        write_text_atomic(out / "poses.csv", "\n".join(lines) + "\n")
+        parent = "tool0" if scene == "eye-in-hand" else "base"
+        write_transform(
+            out / "truth_extrinsics.yaml", Transform.from_matrix(h.X, parent, "camera_optical")
+        )
+        hint = f"--hand-eye {out / 'poses.csv'} --setup {scene}"
+    for i, image in enumerate(images):
+        write_png(out / f"view_{i:03d}.png", image)
+    return len(images), hint

@@ -29,10 +29,12 @@ from hoposer.engine.backends import (
     Backend,
     BackendOptions,
     OnnxRuntimeBackend,
+    TensorRTBackend,
     TorchBackend,
     check_backend_name,
 )
 from hoposer.engine.export import example_inputs, export_onnx
+from hoposer.engine.plan import build_engine
 from hoposer.errors import HoposerError
 from hoposer.io import json_text, write_text_atomic
 from hoposer.model.network import HandObjectNet, RawOutputs
@@ -204,8 +206,6 @@ def run_benchmark(
                 ort_device = device if device in (None, "cpu", "cuda") else "cuda"
                 backends.append(OnnxRuntimeBackend(onnx, ort_device, options))
             else:
-                from hoposer.engine.tensorrt import TensorRTBackend, build_engine
-
                 if plan is None:
                     plan = build_engine(onnx, Path(tmp) / "model.plan", max_batch=max(batches))
                 backends.append(TensorRTBackend(plan, onnx, device, options))

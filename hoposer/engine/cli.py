@@ -97,7 +97,7 @@ def build(
 
     Example: hoposer engine build official.onnx --out official.plan --precision fp16
     """
-    from hoposer.engine.tensorrt import build_engine
+    from hoposer.engine.plan import build_engine
 
     if precision not in ("fp16", "fp32"):
         raise HoposerError(f"--precision must be fp16 or fp32, not {precision!r}")

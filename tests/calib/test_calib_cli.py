@@ -57,6 +57,29 @@ def test_synth_then_robot_marker(tmp_path, capsys):
     assert rotation_angle_deg(est.rotation, truth.rotation) < 0.2
 
 
+def test_synth_then_robot_hand_eye(tmp_path, capsys):
+    data = tmp_path / "h"
+    board = ["--board", "charuco:5x7", "--square", "0.04", "--marker", "0.03", "--dict", "4X4_50"]
+    synth = ["calib", "synth", "--out", str(data), "--scene", "eye-in-hand", "--views", "8"]
+    assert main([*synth, *board]) == 0
+    import cv2
+
+    cv2.imwrite(str(data / "view_002.png"), np.full((480, 640), 128, np.uint8))  # no board
+    out = tmp_path / "extr.yaml"
+    info = data / "truth_camera_info.yaml"
+    args = ["calib", "robot", "--camera-info", str(info), *board, "--hand-eye",
+            str(data / "poses.csv"), "--setup", "eye-in-hand", "--out", str(out)]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "board not found in view_002.png; skipped" in printed
+    assert "tool0 <- camera_optical" in printed and "views 7" in printed
+    est, truth = read_transform(out), read_transform(data / "truth_extrinsics.yaml")
+    assert est.parent == "tool0" and est.quality["views"] == 7
+    assert np.linalg.norm(est.translation - truth.translation) < 0.002
+    assert rotation_angle_deg(est.rotation, truth.rotation) < 0.2
+
+
 def _one_line_error(capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("hoposer: error:") and "\n" not in err and "Traceback" not in err

@@ -2,10 +2,13 @@ import numpy as np
 import pytest
 
 from hoposer.calib.boards import parse_board
+from hoposer.calib.camera_info import CameraInfo
 from hoposer.calib.detect import BoardDetector
 from hoposer.calib.extrinsics import (
     camera_to_base_from_marker,
     hand_eye,
+    hand_eye_extrinsics,
+    marker_extrinsics,
     read_robot_poses,
     robust_mean,
     rotation_angle_deg,
@@ -16,6 +19,7 @@ from hoposer.errors import HoposerError
 CAM = default_camera()
 ARUCO = parse_board("aruco:7", None, 0.1, "4X4_50")
 CHARUCO = parse_board("charuco:5x7", 0.04, 0.03, "4X4_50")
+INFO = CameraInfo(CAM.size[0], CAM.size[1], "synthetic", CAM.K, CAM.D)
 
 
 def _errors(T_est, T_true):
@@ -82,6 +86,34 @@ def test_hand_eye_recovers_camera(setup):
     dt, dr = _errors(X, scene.X)
     assert dt < 2.0 and dr < 0.2, (dt, dr)
     assert quality["consistency_translation_mm"] < 2.0
+
+
+def test_hand_eye_from_images_skips_views_without_the_board():
+    scene = hand_eye_scene(CHARUCO, CAM, n_views=10, setup="eye-to-hand", seed=2)
+    blank = np.full_like(scene.images[0], 128)
+    views = [(f"view{i}", image, T) for i, (image, T) in
+             enumerate(zip(scene.images, scene.T_base_gripper, strict=True))]  # fmt: skip
+    views.insert(3, ("blank", blank, scene.T_base_gripper[0]))
+    skipped = []
+    tf = hand_eye_extrinsics(views, CHARUCO, INFO, setup="eye-to-hand", skipped=skipped.append)
+    assert skipped == ["blank"]
+    assert tf.parent == "base" and tf.child == "camera_optical" and tf.quality["views"] == 10
+    dt, dr = _errors(tf.as_matrix(), scene.X)
+    assert dt < 2.0 and dr < 0.2, (dt, dr)
+
+
+def test_extrinsics_from_images_refuse_checkerboards_other_sizes_and_no_board():
+    checker = parse_board("checker:9x6", 0.024, None, None)
+    with pytest.raises(HoposerError, match="orientation is ambiguous"):
+        marker_extrinsics([], checker, INFO, np.eye(4))
+    with pytest.raises(HoposerError, match="orientation is ambiguous"):
+        hand_eye_extrinsics([], checker, INFO)
+    small = np.zeros((240, 320), np.uint8)
+    with pytest.raises(HoposerError, match="a.png is 320x240 but cam.yaml is for 640x480"):
+        marker_extrinsics([("a.png", small)], ARUCO, INFO, np.eye(4), info_source="cam.yaml")
+    blank = np.full((480, 640), 128, np.uint8)
+    with pytest.raises(HoposerError, match="not found in any of 2 images"):
+        marker_extrinsics([("a", blank), ("b", blank)], ARUCO, INFO, np.eye(4))
 
 
 def test_hand_eye_refuses_bad_input(tmp_path):

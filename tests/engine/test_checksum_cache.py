@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from hoposer.engine.backends import cached_onnx, open_backend
+from hoposer.engine.backends import open_backend
+from hoposer.engine.cache import cached_onnx
 from hoposer.errors import HoposerError
 from hoposer.model.checkpoint import save_checkpoint
 

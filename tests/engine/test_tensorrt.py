@@ -7,19 +7,21 @@ import pytest
 import torch
 
 from hoposer.engine.backends import open_backend
-from hoposer.engine.export import INPUT_NAMES, OUTPUT_NAMES
-from hoposer.engine.tensorrt import (
+from hoposer.engine.backends.tensorrt import (
     TORCH_DTYPES,
     TRT_DTYPE_NAMES,
     TensorSpec,
     binding_plan,
+    check_specs,
+    specs_from_onnx,
+)
+from hoposer.engine.export import INPUT_NAMES, OUTPUT_NAMES
+from hoposer.engine.plan import (
     build_engine,
     check_plan,
-    check_specs,
     plan_mismatches,
     plan_sidecar_path,
     rebuild_command,
-    specs_from_onnx,
 )
 from hoposer.errors import HoposerError
 

@@ -4,15 +4,11 @@ import dataclasses
 import json
 
 import numpy as np
-import pytest
-import torch
 from skeletons import K_TEST, project, straight_hand
 
 from hoposer.cli import main
 from hoposer.geometry.consistency import spatial_statistics, temporal_statistics
 from hoposer.model import get_config
-from hoposer.model.checkpoint import save_checkpoint
-from hoposer.model.network import HandObjectNet
 from hoposer.train.pseudo.generate import STATISTICS
 from hoposer.train.pseudo.select import PseudoLabels, load_shards, select
 from hoposer.train.synth import SynthOptions, generate
@@ -89,25 +85,9 @@ def test_each_constraint_rejects_exactly_its_frames():
     assert keep.all()
 
 
-@pytest.fixture(scope="module")
-def videos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("videos")
-    generate(SynthOptions(out=str(root), frames=12, seed=5, size=SIZE, sequence_length=4,
-                          videos=True, style="shifted", workers=1))  # fmt: skip
-    return root
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    config = dataclasses.replace(get_config("lite"), input_size=SIZE, roi_size=16)
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "w.safetensors"
-    return save_checkpoint(HandObjectNet(config), path, metadata={"hand_model": "standin"})
-
-
-def test_pseudo_labelling_is_sharded_resumable_and_reported(videos, weights, tmp_path):
+def test_pseudo_labelling_is_sharded_resumable_and_reported(clips, weights, tmp_path):
     out = tmp_path / "pseudo"
-    args = ["train", "pseudo", "--weights", str(weights), "--videos", str(videos), "--out",
+    args = ["train", "pseudo", "--weights", str(weights), "--videos", str(clips), "--out",
             str(out), "--videos-per-shard", "1", "--device", "cpu"]  # fmt: skip
     assert main(args) == 0
     shards = sorted(out.glob("shard-*.npz"))
@@ -128,11 +108,11 @@ def test_pseudo_labelling_is_sharded_resumable_and_reported(videos, weights, tmp
         assert p.stat().st_mtime_ns == stamps[p.name]
 
 
-def test_self_training_mixes_pseudo_labels_without_object_loss(videos, weights, tmp_path):
+def test_self_training_mixes_pseudo_labels_without_object_loss(clips, weights, tmp_path):
     from hoposer.train.pseudo.dataset import PseudoLabelDataset
 
     out = tmp_path / "pseudo"
-    assert main(["train", "pseudo", "--weights", str(weights), "--videos", str(videos), "--out",
+    assert main(["train", "pseudo", "--weights", str(weights), "--videos", str(clips), "--out",
                  str(out), "--device", "cpu", "--no-tta"]) == 0  # fmt: skip
     dataset = PseudoLabelDataset([out], SIZE, 16, filters="none")
     sample = dataset[3]

@@ -210,6 +210,35 @@ def test_resuming_a_run_that_took_its_max_steps_trains_no_further(data, tmp_path
     assert (run / "model.safetensors").read_bytes() == before
 
 
+def test_max_minutes_stops_after_the_step_that_spent_them_and_the_run_resumes(data, tmp_path):
+    run = tmp_path / "run"
+    summary = fit(_options(data, run, max_minutes=1e-9), progress=False)
+    assert summary["images"] == 4 and torch.load(run / "state.pt")["global_step"] == 1
+    resumed = fit(_options(data, run), resume=True, progress=False)
+    assert resumed["epoch"] == 2 and torch.load(run / "state.pt")["global_step"] == 6
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["epoch"], m["images"]) for m in lines] == [(1, 4), (1, 8), (2, 12)]
+
+
+def test_hooks_run_around_every_step_and_epoch_in_order(data, tmp_path):
+    from hoposer.train.fit import build_trainer
+    from hoposer.train.loop import HookBase
+
+    moments = ["before_train", "before_epoch", "before_step", "after_step", "after_epoch",
+               "after_train"]  # fmt: skip
+    recorder = HookBase()
+    recorder.moments = []
+    for moment in moments:
+        setattr(recorder, moment, lambda moment=moment: recorder.moments.append(moment))
+    trainer = build_trainer(_options(data, tmp_path / "run", epochs=2))
+    trainer.register_hooks([recorder])
+    summary = trainer.train()
+    epoch = ["before_epoch", *["before_step", "after_step"] * 3, "after_epoch"]
+    assert recorder.moments == ["before_train", *epoch, *epoch, "after_train"]
+    assert trainer.rank == 0 and summary["epoch"] == 2 and trainer.global_step == 6
+    assert not (tmp_path / "run" / "state.pt").exists()  # checkpoints are a hook of `fit`'s
+
+
 def test_tensorboard_records_use_crc32c():
     assert crc32c(b"123456789") == 0xE3069283  # the standard check value
     assert struct.pack("<I", crc32c(b"")) == b"\x00\x00\x00\x00"
