@@ -198,9 +198,9 @@ class _Labeller:
 
     def label_clip(self, clip: Clip, frames_dir: Path) -> dict[str, np.ndarray]:
         """Pseudo-labels (refined TTA fits) and §5.1 statistics of a clip's sampled frames."""
+        from hoposer.frames.detect import MediaPipeHandDetector, grasp_box
+        from hoposer.geometry.camera import default_camera_matrix
         from hoposer.geometry.refine import Evidence, refine_hand
-        from hoposer.stream.detect import MediaPipeHandDetector, grasp_box
-        from hoposer.stream.pipeline import default_camera_matrix
         from hoposer.train.pseudo.generate import STATISTICS
 
         counts = {"frames_seen": 0, "no_hand": 0, "left_hand": 0, "refine_failed": 0}

@@ -93,7 +93,7 @@ def _examples(labels: PseudoLabels, keep: np.ndarray, path: Path, per_row: int =
 
 
 def _tile(labels: PseudoLabels, i: int, color, size: int = 192) -> np.ndarray:
-    from hoposer.stream.overlay import draw_skeleton
+    from hoposer.frames.draw import draw_skeleton
 
     try:
         image = read_frame(str(labels.image[i]))

@@ -108,7 +108,7 @@ def read_annotated_videos(root: str | Path, annotations: str | Path | None = Non
 
 def detect_videos(root: str | Path) -> list[Video]:
     """Videos (files or frame folders under `root`) with MediaPipe hand boxes."""
-    from hoposer.stream.detect import MediaPipeHandDetector, grasp_box  # the stream's detector
+    from hoposer.frames.detect import MediaPipeHandDetector, grasp_box
 
     root = Path(root)
     sources = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
