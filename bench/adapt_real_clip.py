@@ -28,9 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hoposer.stream.capture import Frame
-from hoposer.stream.detect import MediaPipeHandDetector
-from hoposer.stream.pipeline import FrameProcessor, default_camera_matrix
+from hoposer.frames.detect import MediaPipeHandDetector
+from hoposer.frames.sources import Frame
+from hoposer.geometry.camera import default_camera_matrix
+from hoposer.stream.pipeline import FrameProcessor
 from hoposer.train.adapt import AdaptOptions, adapt
 
 REPO = Path(__file__).resolve().parent.parent

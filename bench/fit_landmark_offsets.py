@@ -21,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hoposer.frames.detect import MediaPipeHandDetector
+from hoposer.geometry.camera import default_camera_matrix
 from hoposer.geometry.refine import (
     LANDMARK_OFFSETS_FILE,
     Evidence,
@@ -28,8 +30,7 @@ from hoposer.geometry.refine import (
     fit_landmark_offsets,
 )
 from hoposer.model.hand import build_hand_model
-from hoposer.stream.detect import MediaPipeHandDetector
-from hoposer.stream.pipeline import MIRROR, default_camera_matrix
+from hoposer.stream.pipeline import MIRROR
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = REPO.parent / "shared" / "realphotos" / "fpha_raw1.mp4"

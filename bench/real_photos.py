@@ -32,14 +32,14 @@ import cv2
 import numpy as np
 import torch
 
+from hoposer.frames.detect import HandDetection, MediaPipeHandDetector, hand_box_from_landmarks
+from hoposer.frames.sources import Frame
+from hoposer.geometry.camera import default_camera_matrix
 from hoposer.geometry.kinematics import bone_lengths
 from hoposer.geometry.refine import Kinematics, refine_hand
-from hoposer.stream.capture import Frame
-from hoposer.stream.detect import HandDetection, MediaPipeHandDetector, hand_box_from_landmarks
 from hoposer.stream.pipeline import (
     FrameProcessor,
     ObjectSpec,
-    default_camera_matrix,
     mirror_theta,
     refinement_inputs,
 )

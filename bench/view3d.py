@@ -16,10 +16,11 @@ import time
 import numpy as np
 import torch
 
+from hoposer.geometry.camera import default_camera_matrix
 from hoposer.geometry.control_points import object_mesh
 from hoposer.model.hand import StandInHand
 from hoposer.stream.example import EXAMPLE_OBJECT, render_example
-from hoposer.stream.pipeline import ObjectSpec, default_camera_matrix
+from hoposer.stream.pipeline import ObjectSpec
 from hoposer.stream.scene3d import Open3DScene, Open3DUnavailableError, Panel, SceneContent
 
 

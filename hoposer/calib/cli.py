@@ -47,39 +47,39 @@ def _one_source(images: Path | None, video: Path | None, camera: int | None) -> 
         raise HoposerError("give exactly one source: --images DIR, --video FILE or --camera N")
 
 
-def _video_frames(video: Path, stride: int = 1) -> Iterator[tuple[str, np.ndarray]]:
-    import cv2
+def _video_frames(video: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, image) of every frame of a video file, read as `hoposer video` reads it."""
+    from hoposer.frames.sources import open_source
 
     if not video.is_file():
-        raise HoposerError(f"video {video} does not exist")
-    cap = cv2.VideoCapture(str(video))
-    if not cap.isOpened():
-        raise HoposerError(f"cannot open video {video} (unsupported format or corrupt)")
-    i = n = 0
+        raise HoposerError(f"video {video} does not exist or is not a file")
+    source = open_source(video)
     try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            n += 1
-            if i % stride == 0:
-                yield f"{video.name}#{i}", frame
-            i += 1
+        for frame in source:
+            yield f"{video.name}#{frame.index}", frame.image
     finally:
-        cap.release()
-    if n == 0:
-        raise HoposerError(f"no frames could be read from {video}")
+        source.close()
 
 
-def _open_camera(index: int):
-    import cv2
+def _camera_frames(index: int, n: int) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, image) of `n` of the camera's frames, each the newest when asked for.
 
-    cap = cv2.VideoCapture(index)
-    if not cap.isOpened():
-        raise HoposerError(
-            f"cannot open camera {index}; check the index and that no other app uses it"
-        )
-    return cap
+    Raises:
+        HoposerError: the camera cannot be opened or stops delivering frames.
+    """
+    from hoposer.frames.sources import open_source
+
+    source = open_source(index)
+    count = 0
+    try:
+        for frame in source:
+            yield f"camera{index}#{count}", frame.image
+            count += 1
+            if count == n:
+                return
+    finally:
+        source.close()
+    raise HoposerError(f"camera {index} stopped delivering frames")
 
 
 def _has_display() -> bool:
@@ -211,17 +211,19 @@ def _live_capture(index: int, detector, selector, max_views: int) -> np.ndarray:
     import cv2
 
     from hoposer.calib.intrinsics import Coverage
+    from hoposer.frames.sources import open_source
 
-    cap = _open_camera(index)
-    window = _has_display()
+    source = open_source(index)  # before any window: a missing camera fails first, plainly
+    window = False
     coverage = None
     sample = None
     print("move the board around (tilt it, near and far); 'q' or Esc to finish")
     try:
-        while len(selector.kept) < max_views:
-            ok, frame = cap.read()
-            if not ok:
-                raise HoposerError(f"camera {index} stopped delivering frames")
+        window = _has_display()
+        for captured in source:  # the newest frame each time: detection may be slower
+            if len(selector.kept) >= max_views:
+                break
+            frame = captured.image
             if coverage is None:
                 coverage = Coverage((frame.shape[1], frame.shape[0]))
             det = detector.detect(frame, f"camera{index}#{len(selector.kept)}")
@@ -237,10 +239,12 @@ def _live_capture(index: int, detector, selector, max_views: int) -> np.ndarray:
                 cv2.imshow("hoposer calib", view)
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                     break
+        else:
+            raise HoposerError(f"camera {index} stopped delivering frames")
     except KeyboardInterrupt:
         pass
     finally:
-        cap.release()
+        source.close()
         if window:
             cv2.destroyAllWindows()
     if not selector.kept:
@@ -338,18 +342,6 @@ def robot_cmd(
     ex.write_transform(out, transform)
     print(transform.summary())
     print(f"wrote {out}")
-
-
-def _camera_frames(index: int, n: int) -> Iterator[tuple[str, np.ndarray]]:
-    cap = _open_camera(index)
-    try:
-        for i in range(n):
-            ok, frame = cap.read()
-            if not ok:
-                raise HoposerError(f"camera {index} stopped delivering frames")
-            yield f"camera{index}#{i}", frame
-    finally:
-        cap.release()
 
 
 @calib_app.command("synth")

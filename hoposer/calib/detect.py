@@ -10,8 +10,6 @@ import numpy as np
 from hoposer.calib.boards import BoardSpec
 from hoposer.errors import HoposerError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
-
 
 @dataclass(frozen=True, eq=False)
 class Detection:
@@ -165,20 +163,25 @@ class BoardDetector:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an image file, raising a one-line `HoposerError` when it cannot be read."""
+    """An image file as stored: grey stays grey and 16 bits stay 16 (`to_gray` scales them).
+
+    Raises:
+        HoposerError: one line, when the file cannot be read.
+    """
     import cv2
 
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise HoposerError(f"cannot read image {path} (missing, not an image, or corrupt)")
-    return image
+    from hoposer.frames import sources
+
+    return sources.read_image(path, cv2.IMREAD_UNCHANGED)
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly in `folder`, sorted by name."""
+    """Image files directly in `folder`, sorted by name (the suffixes every command reads)."""
+    from hoposer.frames.sources import IMAGE_SUFFIXES, image_files
+
     if not folder.is_dir():
         raise HoposerError(f"image folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise HoposerError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     return files

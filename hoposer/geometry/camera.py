@@ -37,6 +37,12 @@ def _weights(weights, count: int) -> np.ndarray:
     return weights
 
 
+def default_camera_matrix(width: int, height: int, horizontal_fov_deg: float = 60.0) -> np.ndarray:
+    """Intrinsics of an ideal camera with the given horizontal field of view."""
+    f = (width / 2) / np.tan(np.radians(horizontal_fov_deg) / 2)
+    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
+
+
 def project(points, K) -> np.ndarray:
     """Pinhole projection of camera-frame points.
 

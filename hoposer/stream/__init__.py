@@ -1,1 +1,1 @@
-"""The live/video pipeline: capture, detection, stabilizer, views, writers, ZeroMQ."""
+"""The live/video pipeline: tracking, stabilizer, views, writers, ZeroMQ."""

@@ -2,8 +2,7 @@
 
 import numpy as np
 
-from hoposer.render import MeshInstance
-from hoposer.stream.overlay import (
+from hoposer.frames.draw import (
     HELD_GREY,
     OBJECT_BLUE,
     SKIN,
@@ -14,6 +13,7 @@ from hoposer.stream.overlay import (
     draw_skeleton,
     draw_status,
 )
+from hoposer.render import MeshInstance
 from hoposer.stream.pipeline import FrameResult
 
 #: Hand box colour (BGR) by stability state.

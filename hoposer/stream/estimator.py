@@ -138,7 +138,7 @@ class Estimator:
         """One BGR image (as `cv2.imread` gives), on its own: no tracking or smoothing."""
         import time
 
-        from hoposer.stream.capture import Frame
+        from hoposer.frames.sources import Frame
 
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -163,7 +163,7 @@ class Estimator:
             live: newest frame only (a camera's pace); default: cameras and URLs are live,
                 files and folders give every frame.
         """
-        from hoposer.stream.capture import open_source
+        from hoposer.frames.sources import open_source
 
         opened = open_source(source, live=bool(live))
         detector = None

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from hoposer.errors import HoposerError
+from hoposer.geometry.camera import default_camera_matrix
 from hoposer.geometry.control_points import object_mesh
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hoposer.io import atomic_path
 from hoposer.model.hand import StandInHand
 from hoposer.render import Light, MeshInstance, render
-from hoposer.stream.pipeline import default_camera_matrix
 
 EXAMPLE_OBJECT = "box:0.05x0.05x0.05"
 #: The stand-in's frame (fingers −x, palm −y) turned so fingers point up, palm to the camera.

@@ -24,6 +24,13 @@ import torch
 from hoposer.calib.extrinsics import Transform
 from hoposer.decode import FramePose, HandPose, decode
 from hoposer.errors import HoposerError
+from hoposer.frames.detect import (
+    HandDetection,
+    HandDetector,
+    PoseTrackedObjectBoxes,
+    grasp_box,
+)
+from hoposer.frames.sources import Frame
 from hoposer.geometry.camera import project
 from hoposer.geometry.pnp import ObjectPoseGate, visible_beside_hand
 from hoposer.geometry.refine import (
@@ -35,13 +42,6 @@ from hoposer.geometry.refine import (
 )
 from hoposer.model.hand import HandModel
 from hoposer.model.inputs import InputView, prepare
-from hoposer.stream.capture import Frame
-from hoposer.stream.detect import (
-    HandDetection,
-    HandDetector,
-    PoseTrackedObjectBoxes,
-    grasp_box,
-)
 from hoposer.stream.messages import (
     camera_frame,
     hand_payload,
@@ -87,12 +87,6 @@ class FrameResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     track: TrackedHand | None = None  #: the followed hand's identity
     evidence: tuple[str, ...] = ()  #: what the hand was refined to (empty: the network's raw hand)
-
-
-def default_camera_matrix(width: int, height: int, horizontal_fov_deg: float = 60.0) -> np.ndarray:
-    """Intrinsics of an ideal camera with the given horizontal field of view."""
-    f = (width / 2) / np.tan(np.radians(horizontal_fov_deg) / 2)
-    return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1.0]])
 
 
 def mirror_theta(theta: np.ndarray) -> np.ndarray:

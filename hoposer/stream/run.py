@@ -86,7 +86,7 @@ def _camera(options: StreamOptions, size: tuple[int, int]):
     """Intrinsics of the processed image and undistortion maps (None when not needed)."""
     width, height = size
     if options.camera_info is None:
-        from hoposer.stream.pipeline import default_camera_matrix
+        from hoposer.geometry.camera import default_camera_matrix
 
         log.warning(
             "no --camera-info: assuming a %.0f° horizontal field of view and no distortion; "
@@ -166,7 +166,7 @@ def _backend(options: StreamOptions):
 
 def _object_detector(options: StreamOptions):
     """The `--detector onnx:PATH` object detector, or None (hands always come from MediaPipe)."""
-    from hoposer.stream.detect import OnnxObjectDetector
+    from hoposer.frames.detect import OnnxObjectDetector
 
     if options.detector.startswith("onnx:"):
         return OnnxObjectDetector(options.detector.removeprefix("onnx:"), threads=options.threads)
@@ -179,7 +179,7 @@ def _object_detector(options: StreamOptions):
 
 
 def _hand_detector(options: StreamOptions, video: bool = True):
-    from hoposer.stream.detect import MediaPipeHandDetector
+    from hoposer.frames.detect import MediaPipeHandDetector
 
     return MediaPipeHandDetector(video=video, selfie=options.selfie, side=options.hands)
 
@@ -231,8 +231,8 @@ def run_stream(options: StreamOptions) -> dict:
 
 
 def _run_stream(options: StreamOptions) -> dict:
+    from hoposer.frames.sources import open_source
     from hoposer.model.hand import hand_model_for_weights
-    from hoposer.stream.capture import open_source
     from hoposer.stream.outputs import VideoOutputs, check_not_input, check_writable
     from hoposer.stream.pipeline import FrameProcessor
 

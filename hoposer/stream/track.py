@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hoposer.errors import HoposerError
+from hoposer.frames.detect import HandDetection
 from hoposer.geometry.boxes import box_iou
-from hoposer.stream.detect import HandDetection
 
 
 @dataclass(frozen=True)

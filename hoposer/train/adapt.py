@@ -41,6 +41,14 @@ import numpy as np
 import torch
 
 from hoposer.errors import HoposerError
+from hoposer.frames.sources import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    image_files,
+    open_source,
+    read_frames,
+    read_image,
+)
 from hoposer.geometry.boxes import box_iou
 from hoposer.geometry.camera import project
 from hoposer.geometry.consistency import (
@@ -53,8 +61,6 @@ from hoposer.io import atomic_path, json_text, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 _LABEL_VERSION = 2  #: bump when a clip file's content changes meaning
 #: Frames per second of video labelled by default. The network under 8× TTA costs about a second
 #: a frame on two CPU cores, so a few minutes of footage label within half an hour; 0.2 s apart,
@@ -110,38 +116,40 @@ class Clip:
         """The stride: `requested` when ≥ 1, else 1 (frame folders) or `AUTO_RATE` per second."""
         if requested >= 1 or self.annotated is not None or Path(self.source).is_dir():
             return max(requested, 1)
-        capture = cv2.VideoCapture(self.source)
-        fps = capture.get(cv2.CAP_PROP_FPS)
-        capture.release()
-        return max(1, round(fps / AUTO_RATE)) if fps and fps > 0 else 1
+        try:
+            source = open_source(self.source)
+        except HoposerError:
+            return 1  # `frames` says what is wrong with the clip
+        source.close()
+        return max(1, round(source.fps / AUTO_RATE))
 
     def frames(self):
-        """Yield (index, image ref, BGR image, hand box or None, object box or None)."""
+        """Yield (index, image ref, BGR image, hand box or None, object box or None).
+
+        Raises:
+            HoposerError: the clip's video or folder cannot be read.
+        """
         if self.annotated is not None:
-            for index, (path, hand, obj) in enumerate(self.annotated):
-                image = cv2.imread(path)
+            images = read_frames(path for path, _, _ in self.annotated)
+            for index, ((path, hand, obj), image) in enumerate(
+                zip(self.annotated, images, strict=True)
+            ):
                 if image is not None:
                     yield index, path, image, hand, obj
             return
-        source = Path(self.source)
-        if source.is_dir():
-            paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            for index, path in enumerate(paths):
-                image = cv2.imread(str(path))
-                if image is not None:
-                    yield index, str(path), image, None, None
-            return
-        capture = cv2.VideoCapture(str(source))
-        index = 0
         try:
-            while True:
-                ok, image = capture.read()
-                if not ok:
-                    break
-                yield index, None, image, None, None  # no path: the frame is saved as JPEG
-                index += 1
+            source = open_source(self.source, skip_unreadable=True)
+        except HoposerError as err:
+            message = f"clip {self.source}: no frame of it could be read ({err})"
+            raise HoposerError(message) from None
+        folder = Path(self.source).is_dir()
+        try:
+            for frame in source:
+                # a folder's frame trains from its file; a video's is saved as JPEG (no path)
+                ref = source.ref(frame.index) if folder else None
+                yield frame.index, ref, frame.image, None, None
         finally:
-            capture.release()
+            source.close()
 
 
 def find_clips(paths: tuple[str, ...] | list[str]) -> list[Clip]:
@@ -161,12 +169,12 @@ def find_clips(paths: tuple[str, ...] | list[str]) -> list[Clip]:
             for video in read_annotated_videos(path):
                 frames = tuple((f.image, f.hand_box, f.object_box) for f in video.frames)
                 clips.append(Clip(video.id, str(path), frames))
-        elif path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+        elif path.is_dir() and image_files(path):
             clips.append(Clip(path.name, str(path)))
         elif path.exists():
             raise HoposerError(
                 f"clip {path} is neither a video ({', '.join(VIDEO_SUFFIXES)}), a folder of "
-                "frames (.jpg/.png), nor a folder with annotations.json"
+                f"frames ({', '.join(IMAGE_SUFFIXES)}), nor a folder with annotations.json"
             )
         else:
             raise HoposerError(f"clip {path} does not exist")
@@ -198,9 +206,9 @@ class _Labeller:
 
     def label_clip(self, clip: Clip, frames_dir: Path) -> dict[str, np.ndarray]:
         """Pseudo-labels (refined TTA fits) and §5.1 statistics of a clip's sampled frames."""
+        from hoposer.frames.detect import MediaPipeHandDetector, grasp_box
+        from hoposer.geometry.camera import default_camera_matrix
         from hoposer.geometry.refine import Evidence, refine_hand
-        from hoposer.stream.detect import MediaPipeHandDetector, grasp_box
-        from hoposer.stream.pipeline import default_camera_matrix
         from hoposer.train.pseudo.generate import STATISTICS
 
         counts = {"frames_seen": 0, "no_hand": 0, "left_hand": 0, "refine_failed": 0}
@@ -242,7 +250,7 @@ class _Labeller:
                         if not ok:
                             raise HoposerError(f"cannot encode frame {index} of {clip.source}")
                         tmp.write_bytes(jpg.tobytes())
-                    rgb = cv2.cvtColor(cv2.imread(ref), cv2.COLOR_BGR2RGB)  # label what trains
+                    rgb = cv2.cvtColor(read_image(ref), cv2.COLOR_BGR2RGB)  # label what trains
                 height, width = rgb.shape[:2]
                 K = default_camera_matrix(width, height, self.options.fov)
                 net = self.tta.predict(rgb, hand_box, object_box)
@@ -392,7 +400,7 @@ def heldout_measures(predictor, frames: list[dict], thresholds: Thresholds | Non
     failures: dict[str, int] = {}
     values: dict[str, list[float]] = {}
     for frame in frames:
-        rgb = cv2.cvtColor(cv2.imread(frame["image"]), cv2.COLOR_BGR2RGB)
+        rgb = cv2.cvtColor(read_image(frame["image"]), cv2.COLOR_BGR2RGB)
         box = frame["object_box"]
         p = predictor.predict(rgb, frame["hand_box"], box if np.isfinite(box).all() else None)
         stats = spatial_statistics(p["joints_3d"], p["joints_2d"], p["vertices"], frame["hand_box"])

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 
 from hoposer.calib.camera_info import read_camera_info
@@ -138,3 +140,60 @@ def test_bad_inputs_fail_cleanly(tmp_path, capsys):
     )
     assert "does not exist" in _one_line_error(capsys)
     assert main(["calib", "board", "--out", str(tmp_path / "b.pdf")]) == 0
+
+
+def _write_video(images_dir, path):
+    """The synthetic views as an MJPG video, each held for 3 frames (a view is kept only when the
+    board did not move since the previous frame)."""
+    import cv2
+
+    files = sorted(images_dir.glob("view_*.png"))
+    first = cv2.imread(str(files[0]))
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (first.shape[1], first.shape[0])
+    )
+    for file in files:
+        for _ in range(3):
+            writer.write(cv2.imread(str(file)))
+    writer.release()
+    return path
+
+
+def test_synth_video_then_calibrate_camera_and_robot_marker(tmp_path, capsys):
+    data = tmp_path / "synth"
+    assert main(["calib", "synth", "--out", str(data), "--views", "14", "--seed", "4"]) == 0
+    video = _write_video(data, tmp_path / "views.avi")
+    out = tmp_path / "cam.yaml"
+    board = ["--board", "checker:9x6", "--square", "0.024"]
+    assert main(["calib", "camera", "--video", str(video), *board, "--out", str(out)]) == 0
+    info, truth = read_camera_info(out), read_camera_info(data / "truth_camera_info.yaml")
+    idx = ([0, 1, 0, 1], [0, 1, 2, 2])  # fx, fy, cx, cy
+    assert np.abs(info.K[idx] / truth.K[idx] - 1).max() < 0.01
+    kept = re.search(r"kept (\d+) views", capsys.readouterr().out)
+    assert kept and int(kept[1]) >= 8  # the views far enough apart, read from the video
+
+    marker = tmp_path / "m"
+    board = ["--board", "aruco:3", "--marker", "0.1", "--dict", "4X4_50"]
+    args = ["calib", "synth", "--out", str(marker), "--scene", "marker", "--views", "4", *board]
+    assert main(args) == 0
+    pose = capsys.readouterr().out.split("--marker-pose ")[1].split()[0]
+    video = _write_video(marker, tmp_path / "marker.avi")
+    out = tmp_path / "extr.yaml"
+    args = ["calib", "robot", "--camera-info", str(marker / "truth_camera_info.yaml"), *board,
+            "--video", str(video), "--marker-pose", pose, "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    est, truth = read_transform(out), read_transform(marker / "truth_extrinsics.yaml")
+    assert np.linalg.norm(est.translation - truth.translation) < 0.005
+    assert rotation_angle_deg(est.rotation, truth.rotation) < 0.5
+
+
+def test_bad_video_and_camera_sources_fail_cleanly(tmp_path, capsys):
+    base = ["calib", "camera", "--board", "checker:9x6", "--square", "0.024", "--out",
+            str(tmp_path / "c.yaml")]  # fmt: skip
+    assert main([*base, "--video", str(tmp_path / "missing.avi")]) == 2
+    assert "does not exist" in _one_line_error(capsys)
+    (tmp_path / "junk.avi").write_bytes(b"not a video")
+    assert main([*base, "--video", str(tmp_path / "junk.avi")]) == 2
+    assert "cannot read" in _one_line_error(capsys)
+    assert main([*base, "--camera", "57"]) == 2
+    assert "cannot open camera 57" in _one_line_error(capsys)

@@ -5,12 +5,11 @@ import numpy as np
 
 from hoposer.decode import decode
 from hoposer.engine.backends import open_backend
-from hoposer.geometry.camera import project
+from hoposer.geometry.camera import default_camera_matrix, project
 from hoposer.geometry.control_points import object_mesh
 from hoposer.model.hand import StandInHand
 from hoposer.model.inputs import InputView, prepare
 from hoposer.stream.example import EXAMPLE_OBJECT, render_example
-from hoposer.stream.pipeline import default_camera_matrix
 from hoposer.stream.run import DEFAULT_WEIGHTS
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hoposer.decode import HandPose
+from hoposer.frames.detect import HandDetection
 from hoposer.geometry.camera import project
 from hoposer.geometry.refine import (
     EVIDENCE_LANDMARKS_2D,
@@ -24,7 +25,6 @@ from hoposer.geometry.refine import (
     refine_hand,
 )
 from hoposer.model.hand.standin import StandInHand
-from hoposer.stream.detect import HandDetection
 from hoposer.stream.pipeline import MIRROR, mirror_theta, refinement_inputs
 
 K = np.array([[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]])

@@ -64,7 +64,7 @@ def test_a_subscriber_sleeping_1s_per_message_gets_fresh_poses_and_nothing_after
 
 
 def test_a_looping_file_played_as_a_camera_never_ends(tmp_path):
-    from hoposer.stream.capture import open_source
+    from hoposer.frames.sources import open_source
     from hoposer.stream.example import write_example
 
     clip = write_example(tmp_path / "clip.mp4", frames=4, with_hand=False)

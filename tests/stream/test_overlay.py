@@ -1,22 +1,21 @@
 """The estimate drawn on the frame: the hand mesh lands on the hand, the object's axes on it."""
 
-
 import cv2
 import numpy as np
 import pytest
 
 from hoposer.engine.backends import open_backend
-from hoposer.geometry.camera import project
+from hoposer.frames.detect import MediaPipeHandDetector, hand_box_from_landmarks
+from hoposer.frames.draw import draw_axes, draw_meshes
+from hoposer.frames.sources import Frame
+from hoposer.geometry.camera import default_camera_matrix, project
 from hoposer.geometry.control_points import object_mesh
 from hoposer.model.checkpoint import read_checkpoint_info
 from hoposer.model.hand import hand_model_for_weights
 from hoposer.render import MeshInstance
 from hoposer.stream.annotate import annotate
-from hoposer.stream.capture import Frame
-from hoposer.stream.detect import MediaPipeHandDetector, hand_box_from_landmarks
 from hoposer.stream.example import EXAMPLE_OBJECT, render_example
-from hoposer.stream.overlay import draw_axes, draw_meshes
-from hoposer.stream.pipeline import FrameProcessor, ObjectSpec, default_camera_matrix
+from hoposer.stream.pipeline import FrameProcessor, ObjectSpec
 from hoposer.stream.run import DEFAULT_WEIGHTS
 
 K = default_camera_matrix(640, 480)
@@ -38,9 +37,7 @@ def processed():
     detector = MediaPipeHandDetector(video=True, side="right")
     try:
         processor = FrameProcessor(backend, hand_model, detector, K, object_spec=spec)
-        results = [
-            processor.process(Frame(i, i / 30.0, im)) for i, im in enumerate(images)
-        ]
+        results = [processor.process(Frame(i, i / 30.0, im)) for i, im in enumerate(images)]
     finally:
         detector.close()
     return results, truth, hand_model, spec

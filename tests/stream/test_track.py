@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from hoposer.stream.detect import HandDetection, hand_box_from_landmarks
+from hoposer.frames.detect import HandDetection, hand_box_from_landmarks
 from hoposer.stream.track import HandTracker
 
 SIZE = (640, 480)

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from hoposer.cli import main
-from hoposer.geometry.camera import project
-from hoposer.stream.detect import MediaPipeHandDetector
+from hoposer.frames.detect import MediaPipeHandDetector
+from hoposer.geometry.camera import default_camera_matrix, project
 from hoposer.stream.example import render_example, write_example
 from hoposer.stream.messages import schema
-from hoposer.stream.pipeline import default_camera_matrix
 from hoposer.stream.publish import PoseSubscriber
 
 FRAMES = 10
@@ -231,7 +230,6 @@ def test_a_live_source_opens_after_the_model_loads_so_no_start_up_frame_is_lost(
     assert first["frame_index"] == summary["startup_skipped_frames"]
 
 
-
 def test_a_file_gives_the_same_poses_however_fast_it_is_processed():
     # Tracking and smoothing run on a file's own frame times (`Frame.media_time`), and the detect
     # stage may run ahead on another thread: frames captured 1 ms or 0.5 s apart, detected
@@ -239,10 +237,10 @@ def test_a_file_gives_the_same_poses_however_fast_it_is_processed():
     from concurrent.futures import ThreadPoolExecutor
 
     from hoposer.engine.backends import open_backend
+    from hoposer.frames.sources import Frame
     from hoposer.geometry.control_points import object_mesh
     from hoposer.model.checkpoint import read_checkpoint_info
     from hoposer.model.hand import hand_model_for_weights
-    from hoposer.stream.capture import Frame
     from hoposer.stream.example import EXAMPLE_OBJECT
     from hoposer.stream.pipeline import FrameProcessor, ObjectSpec
     from hoposer.stream.run import DEFAULT_WEIGHTS

@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from hoposer.decode import FramePose, HandPose, ObjectPose
+from hoposer.frames.sources import Frame
+from hoposer.geometry.camera import default_camera_matrix
 from hoposer.geometry.control_points import object_mesh
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hoposer.model.hand import StandInHand
 from hoposer.render import MeshInstance, render
-from hoposer.stream.capture import Frame
-from hoposer.stream.pipeline import FrameResult, ObjectSpec, default_camera_matrix
+from hoposer.stream.pipeline import FrameResult, ObjectSpec
 from hoposer.stream.stabilizer import HandEstimate, Verdict
 
 SIZE = (640, 480)

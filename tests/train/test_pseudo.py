@@ -134,6 +134,45 @@ def test_self_training_mixes_pseudo_labels_without_object_loss(clips, weights, t
     assert summary["images"] == 8  # 4 labelled + 4 pseudo-labelled
 
 
+def test_unannotated_bmp_frames_and_a_video_are_detected_labelled_and_read_back(weights, tmp_path):
+    """Without annotations every frame source `hoposer video` plays is labelled: here a folder
+    of .bmp frames (once silently empty for `train pseudo`) and an .mp4, each read in one pass."""
+    import cv2
+
+    from hoposer.frames.sources import read_frames
+    from hoposer.stream.example import render_example
+
+    images, _ = render_example(frames=8)
+    root = tmp_path / "videos"
+    (root / "take1").mkdir(parents=True)
+    for i, image in enumerate(images[:4]):
+        assert cv2.imwrite(str(root / "take1" / f"{i:04d}.bmp"), image)
+    writer = cv2.VideoWriter(str(root / "take2.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 30.0,
+                             (images[0].shape[1], images[0].shape[0]))  # fmt: skip
+    for image in images[4:]:
+        writer.write(image)
+    writer.release()
+    out = tmp_path / "pseudo"
+    assert main(["train", "pseudo", "--weights", str(weights), "--videos", str(root), "--out",
+                 str(out), "--device", "cpu", "--no-tta"]) == 0  # fmt: skip
+    labels = load_shards([out])
+    refs = labels.image.tolist()
+    assert sorted(set(labels.video.tolist())) == ["take1", "take2"]
+    assert [r for r in refs if r.endswith(".bmp")] == [
+        str(root / "take1" / f"{i:04d}.bmp") for i in range(4)
+    ]  # MediaPipe finds the rendered hand in every frame
+    bmps = list(read_frames(r for r in refs if r.endswith(".bmp")))
+    assert all(np.array_equal(a, b) for a, b in zip(bmps, images[:4], strict=True))
+    in_video = [r for r in refs if ".mp4#" in r]
+    assert len(in_video) >= 2 and set(in_video) <= {f"{root / 'take2.mp4'}#{i}" for i in range(4)}
+    capture = cv2.VideoCapture(str(root / "take2.mp4"))
+    decoded = [capture.read()[1] for _ in range(4)]
+    capture.release()
+    for ref, image in zip(in_video, read_frames(in_video), strict=True):
+        assert np.array_equal(image, decoded[int(ref.rpartition("#")[2])])
+    assert (out / "examples.png").stat().st_size > 1000
+
+
 def test_unknown_filters_and_missing_shards_are_clear_errors(tmp_path, capsys):
     labelled = tmp_path / "l"
     generate(SynthOptions(out=str(labelled), frames=2, seed=0, size=SIZE, workers=1))

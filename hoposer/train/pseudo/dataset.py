@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from hoposer.errors import HoposerError
+from hoposer.frames.sources import read_frame
 from hoposer.geometry.boxes import box_from_points
 from hoposer.geometry.crop import HAND_BOX_EXPAND, crop_around, expand_box
 from hoposer.model.inputs import network_image
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, blur, jitter_color
 from hoposer.train.pseudo.select import load_shards, select
-from hoposer.train.pseudo.videos import read_frame
 
 log = logging.getLogger(__name__)
 

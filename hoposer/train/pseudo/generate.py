@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from hoposer.errors import HoposerError
+from hoposer.frames.sources import read_frames
 from hoposer.geometry.consistency import spatial_statistics, temporal_statistics
 from hoposer.geometry.crop import Crop
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
@@ -34,7 +34,7 @@ from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 from hoposer.model.hand import HandModel, hand_model_for_weights
 from hoposer.model.inputs import InputView, prepare, stack
 from hoposer.train.fit import resolve_device
-from hoposer.train.pseudo.videos import Video, load_videos, read_frame
+from hoposer.train.pseudo.videos import Video, load_videos
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +126,17 @@ class TTAPredictor:
 
 
 def label_video(predictor: TTAPredictor, video: Video) -> dict[str, np.ndarray]:
-    """Predictions and §5.1 statistics for every readable frame of a video."""
+    """Predictions and §5.1 statistics for every readable frame of a video (read in one pass)."""
     rows: dict[str, list] = {k: [] for k in ("image", "hand_box", "object_box", "joints_2d",
                                              "joints_3d", "theta", "beta", "stats")}  # fmt: skip
     previous = None
-    for frame in video.frames:
-        try:
-            image = cv2.cvtColor(read_frame(frame.image), cv2.COLOR_BGR2RGB)
-        except HoposerError as err:
-            log.warning("skipping %s: %s", frame.image, err)
+    images = read_frames(frame.image for frame in video.frames)
+    for frame, bgr in zip(video.frames, images, strict=True):
+        if bgr is None:
+            log.warning("skipping %s: the frame cannot be read", frame.image)
             previous = None  # a gap breaks the temporal chain
             continue
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         p = predictor.predict(image, frame.hand_box, frame.object_box)
         stats = spatial_statistics(p["joints_3d"], p["joints_2d"], p["vertices"], frame.hand_box)
         if previous is not None:

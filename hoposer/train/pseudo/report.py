@@ -12,11 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hoposer.frames.draw import draw_skeleton
+from hoposer.frames.sources import read_frames
 from hoposer.geometry.camera import fit_weak_perspective, weak_perspective_project
 from hoposer.geometry.consistency import Thresholds
 from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.train.pseudo.select import FILTERS, PseudoLabels, load_shards, select
-from hoposer.train.pseudo.videos import read_frame
 
 _LIMITS = {
     "iou": ("min_iou", "≥"),
@@ -80,24 +81,27 @@ def _save(figure, path: Path) -> None:
 
 def _examples(labels: PseudoLabels, keep: np.ndarray, path: Path, per_row: int = 4) -> None:
     rows = []
-    for mask, color in ((keep, (60, 200, 60)), (~keep, (60, 60, 230))):
+    for mask in (keep, ~keep):
         picks = np.flatnonzero(mask)
-        picks = picks[np.linspace(0, len(picks) - 1, min(per_row, len(picks))).astype(int)]
-        tiles = [_tile(labels, i, color) for i in picks if len(picks)]
+        rows.append(picks[np.linspace(0, len(picks) - 1, min(per_row, len(picks))).astype(int)])
+    # All example frames read in label order: one pass through each video, not a seek per tile.
+    wanted = np.unique(np.concatenate(rows))
+    images = dict(zip(wanted, read_frames(str(labels.image[i]) for i in wanted), strict=True))
+    strips = []
+    for picks, color in zip(rows, ((60, 200, 60), (60, 60, 230)), strict=True):
+        tiles = [_tile(labels, i, images[i], color) for i in picks]
         tiles += [np.zeros((192, 192, 3), np.uint8)] * (per_row - len(tiles))
-        rows.append(np.concatenate(tiles, axis=1))
-    ok, png = cv2.imencode(".png", np.concatenate(rows, axis=0))
+        strips.append(np.concatenate(tiles, axis=1))
+    ok, png = cv2.imencode(".png", np.concatenate(strips, axis=0))
     if ok:
         with atomic_path(path) as tmp:
             tmp.write_bytes(png.tobytes())
 
 
-def _tile(labels: PseudoLabels, i: int, color, size: int = 192) -> np.ndarray:
-    from hoposer.stream.overlay import draw_skeleton
-
-    try:
-        image = read_frame(str(labels.image[i]))
-    except Exception:  # a frame gone since labelling: show an empty tile  # noqa: BLE001
+def _tile(
+    labels: PseudoLabels, i: int, image: np.ndarray | None, color, size: int = 192
+) -> np.ndarray:
+    if image is None:  # a frame gone since labelling: show an empty tile
         return np.zeros((size, size, 3), np.uint8)
     joints_2d = labels.joints_2d[i]
     scale, shift = fit_weak_perspective(labels.joints_3d[i], joints_2d)

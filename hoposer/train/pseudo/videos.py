@@ -12,11 +12,14 @@ Two sources:
   Frame images are looked up as `ROOT/<name>`, `ROOT/frames/<name>`, and, for our synthetic
   layout, `ROOT/<split>/<video>/rgb/<frame>.jpg`. Frames without a hand box are left out; the
   object box is the first non-hand label (or none). Of two hand boxes the larger is used.
-* **plain videos** (any file OpenCV reads) or **frame folders** without annotations: the stream's
-  MediaPipe detector makes the hand box of every frame (the object box is the grasp region).
+* **plain videos** (`frames.sources.VIDEO_SUFFIXES`) or **frame folders** (its
+  `IMAGE_SUFFIXES`, as `hoposer video` reads them) without annotations: MediaPipe (the detector
+  `hoposer video` uses) makes the hand box of every frame (the object box is the grasp region).
+  Each is read in one pass, and its frames are named by `Source.ref`.
 """
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,16 +27,16 @@ import cv2
 import numpy as np
 
 from hoposer.errors import HoposerError
+from hoposer.frames.sources import IMAGE_SUFFIXES, VIDEO_SUFFIXES, image_files, open_source
 
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FrameRef:
     """One frame of an unlabelled video."""
 
-    image: str  #: image path, or "<video file>#<index>" for a frame inside a video file
+    image: str  #: frame reference (`frames.sources`): image path, or "<video file>#<index>"
     hand_box: np.ndarray  #: (4,) pixels
     object_box: np.ndarray | None  #: (4,) pixels
 
@@ -107,70 +110,48 @@ def read_annotated_videos(root: str | Path, annotations: str | Path | None = Non
 
 
 def detect_videos(root: str | Path) -> list[Video]:
-    """Videos (files or frame folders under `root`) with MediaPipe hand boxes."""
-    from hoposer.stream.detect import MediaPipeHandDetector, grasp_box  # the stream's detector
+    """Videos (files or frame folders under `root`) with MediaPipe hand boxes.
+
+    A video that cannot be opened is skipped with a warning, as are unreadable frames.
+    """
+    from hoposer.frames.detect import MediaPipeHandDetector, grasp_box
 
     root = Path(root)
-    sources = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
-    sources += sorted(p for p in root.iterdir() if p.is_dir() and any(_images(p)))
-    if not sources:
-        raise HoposerError(f"{root} holds no videos ({', '.join(VIDEO_SUFFIXES)}) or frame folders")
+    paths = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    paths += sorted(p for p in root.iterdir() if p.is_dir() and image_files(p))
+    if not paths:
+        raise HoposerError(
+            f"{root} holds no videos ({', '.join(VIDEO_SUFFIXES)}) and no folders of frames "
+            f"({', '.join(IMAGE_SUFFIXES)}): give the folder that holds them"
+        )
     videos = []
-    for source in sources:
+    for path in paths:
+        try:
+            source = open_source(path, skip_unreadable=True)
+        except HoposerError as err:
+            log.warning("skipping %s: %s", path, err)
+            continue
         detector = MediaPipeHandDetector(video=True)
         frames = []
         try:
-            for ref, image in _frames(source):
-                found = detector.detect(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            for frame in source:
+                found = detector.detect(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB))
                 if found is not None:
-                    frames.append(FrameRef(ref, found.box, grasp_box(found.box, found.landmarks)))
+                    frames.append(
+                        FrameRef(
+                            source.ref(frame.index),
+                            found.box,
+                            grasp_box(found.box, found.landmarks),
+                        )
+                    )
         finally:
             detector.close()
+            source.close()
+        if source.unreadable:
+            log.warning("%s: %d unreadable frames skipped", path, source.unreadable)
         if frames:
-            videos.append(Video(source.stem, tuple(frames)))
+            videos.append(Video(path.stem, tuple(frames)))
     return videos
-
-
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _frames(source: Path):
-    if source.is_dir():
-        for path in _images(source):
-            image = cv2.imread(str(path))
-            if image is not None:
-                yield str(path), image
-        return
-    capture = cv2.VideoCapture(str(source))
-    index = 0
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        yield f"{source}#{index}", image
-        index += 1
-    capture.release()
-
-
-def read_frame(ref: str) -> np.ndarray:
-    """The BGR image of a `FrameRef.image`.
-
-    Raises:
-        HoposerError: unreadable image or frame.
-    """
-    path, _, index = ref.rpartition("#") if "#" in Path(ref).name else (ref, "", "")
-    if index:
-        capture = cv2.VideoCapture(path)
-        capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
-        ok, image = capture.read()
-        capture.release()
-        image = image if ok else None
-    else:
-        image = cv2.imread(path)
-    if image is None:
-        raise HoposerError(f"cannot read frame {ref}")
-    return image
 
 
 def load_videos(root: str | Path, annotations: str | Path | None = None) -> list[Video]:

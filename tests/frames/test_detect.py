@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from hoposer.errors import HoposerError
+from hoposer.frames.detect import HandDetection, OnnxObjectDetector, PoseTrackedObjectBoxes
 from hoposer.geometry.camera import project
 from hoposer.geometry.control_points import object_mesh
-from hoposer.stream.detect import HandDetection, OnnxObjectDetector, PoseTrackedObjectBoxes
 
 K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
 HAND = HandDetection(np.array([250.0, 150, 350, 300]), np.zeros((21, 2)) + 300, "right", 0.9)

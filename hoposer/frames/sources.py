@@ -1,17 +1,22 @@
-"""Frames from a camera, a video file, an image folder or a stream URL.
+"""Frames from a camera, a video file, an image folder, a single image or a stream URL.
 
 Live sources (a camera index, an RTSP/HTTP URL) are read by a thread that keeps only the newest
 frame: a consumer slower than the camera gets the latest image, never a backlog, and the number
-of frames it skipped is counted. Files and folders are read in order, every frame.
+of frames it skipped is counted. Files and folders are read in order, every frame, in one pass.
 
 Each `Frame` carries its index in the source and the time it was captured
 (`time.perf_counter()`, seconds), so every later stage can measure latency from capture.
+
+A frame of a file or folder can be named by a reference string (`Source.ref`): the image's path,
+or `<video file>#<index>` for a frame inside a video. Pseudo-labels store these; `read_frames`
+reads a list of them in order, each video decoded once from its start, and `read_frame` reads one
+(a seek into the video: for random access only, e.g. training on shuffled frames).
 """
 
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +25,11 @@ import numpy as np
 
 from hoposer.errors import HoposerError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Image files, for every command that reads them (frame folders, single images, calibration).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+#: Video files, where a folder is searched for clips (a file named directly may be any video
+#: OpenCV decodes).
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 _URL_PREFIXES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://")
 
 
@@ -65,16 +74,25 @@ class Source:
     def __iter__(self) -> Iterator[Frame]:  # noqa: D105
         raise NotImplementedError
 
+    def ref(self, index: int) -> str | None:
+        """The reference `read_frame` reads frame `index` back from; None for live sources."""
+        return None
+
     def close(self) -> None:
         """Release the device or file."""
 
 
-def open_source(spec: str | int, live: bool = False, loop: bool = False) -> Source:
-    """Open `spec`: a camera index (`0`), a video file, a folder of images, or a URL.
+def open_source(
+    spec: str | int | Path, live: bool = False, loop: bool = False, skip_unreadable: bool = False
+) -> Source:
+    """Open `spec`: a camera index (`0`), a video file, a folder of images, an image, or a URL.
 
     With `live`, a video file is played like a camera: at its own frame rate, newest frame only
     (what `hoposer live --camera clip.mp4` does), from the start again at its end with `loop`
     (a camera that never stops, for soak tests); otherwise files give every frame in order.
+    A damaged frame inside a video is skipped and counted (`Source.unreadable`); an unreadable
+    image of a folder is an error, unless `skip_unreadable` (large unlabelled data sets), when it
+    is skipped and counted the same way.
 
     Raises:
         HoposerError: the camera, file or folder cannot be opened or holds no frames.
@@ -86,15 +104,37 @@ def open_source(spec: str | int, live: bool = False, loop: bool = False) -> Sour
         return LiveSource(text, text)
     path = Path(text)
     if path.is_dir():
-        return FolderSource(path)
+        files = image_files(path)
+        if not files:
+            raise HoposerError(f"{path} is a folder with no images ({', '.join(IMAGE_SUFFIXES)})")
+        return ImageSource(files, skip_unreadable)
     if not path.exists():
         raise HoposerError(
             f"{path} does not exist: give a video file, an image folder, a URL or a camera index"
         )
+    if path.suffix.lower() in IMAGE_SUFFIXES and not live:
+        return ImageSource([path], skip_unreadable)
     if live:
         VideoFileSource(path).close()  # same checks and messages as for `video`
         return LiveSource(str(path), str(path), paced=True, loop=loop)
     return VideoFileSource(path)
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The images directly in `folder` (`IMAGE_SUFFIXES`), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image(path: str | Path, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """An image file, as OpenCV reads it with `flags` (default: 8-bit BGR).
+
+    Raises:
+        HoposerError: the file is missing, not an image, or corrupt.
+    """
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise HoposerError(f"cannot read image {path} (missing, not an image, or corrupt)")
+    return image
 
 
 class VideoFileSource(Source):
@@ -119,6 +159,9 @@ class VideoFileSource(Source):
         count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
         self.length = count if count > 0 else None
 
+    def ref(self, index: int) -> str:  # noqa: D102
+        return f"{self.path}#{index}"
+
     def __iter__(self) -> Iterator[Frame]:
         """Every decodable frame; a damaged one inside the file is counted and skipped.
 
@@ -141,27 +184,41 @@ class VideoFileSource(Source):
         self._capture.release()
 
 
-class FolderSource(Source):
-    """The images of a folder in name order (unreadable files are an error, not skipped)."""
+class ImageSource(Source):
+    """Image files in the given order: a folder's frames, or one image.
 
-    def __init__(self, path: Path) -> None:
-        self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise HoposerError(f"{path} is a folder with no images ({', '.join(IMAGE_SUFFIXES)})")
-        first = self._read(self.files[0])
+    An unreadable file is an error, or with `skip_unreadable` skipped and counted; frame indices
+    stay the files' positions either way.
+    """
+
+    def __init__(self, files: list[Path], skip_unreadable: bool = False) -> None:
+        self.files = list(files)
+        self.skip_unreadable = skip_unreadable
+        first = next((image for _, image in self._images()), None)
+        if first is None:
+            raise HoposerError(
+                f"none of the {len(self.files)} images in {self.files[0].parent} could be read "
+                "(corrupt, or not images): give a folder of readable frames"
+            )
+        self.unreadable = 0  # counted again by the iteration
         self.size = (first.shape[1], first.shape[0])
         self.length = len(self.files)
 
-    @staticmethod
-    def _read(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise HoposerError(f"cannot read image {path}")
-        return image
+    def _images(self) -> Iterator[tuple[int, np.ndarray]]:
+        for index, path in enumerate(self.files):
+            try:
+                yield index, read_image(path)
+            except HoposerError:
+                if not self.skip_unreadable:
+                    raise
+                self.unreadable += 1
+
+    def ref(self, index: int) -> str:  # noqa: D102
+        return str(self.files[index])
 
     def __iter__(self) -> Iterator[Frame]:  # noqa: D105
-        for index, path in enumerate(self.files):
-            yield Frame(index, time.perf_counter(), self._read(path), index / self.fps)
+        for index, image in self._images():
+            yield Frame(index, time.perf_counter(), image, index / self.fps)
 
 
 class LiveSource(Source):
@@ -250,3 +307,88 @@ class LiveSource(Source):
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=2.0)
         self._capture.release()
+
+
+def _split_ref(ref: str) -> tuple[str, int | None]:
+    """(file, frame index in a video) of a frame reference; the index is None for an image."""
+    path, _, index = ref.rpartition("#")
+    if path and index.isdigit():
+        return path, int(index)
+    return ref, None
+
+
+def read_frame(ref: str) -> np.ndarray:
+    """The BGR image of one frame reference (random access: a frame in a video is a seek).
+
+    Raises:
+        HoposerError: unreadable image or frame.
+    """
+    path, index = _split_ref(ref)
+    if index is None:
+        return read_image(path)
+    with _quiet_opencv():
+        capture = cv2.VideoCapture(path)
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, image = capture.read()
+    capture.release()
+    if not ok or image is None:
+        raise HoposerError(f"cannot read frame {ref}")
+    return image
+
+
+def read_frames(refs: Iterable[str]) -> Iterator[np.ndarray | None]:
+    """The BGR images of frame references, in their order; None for one that cannot be read.
+
+    Consecutive frames of one video are read in a single forward pass through it, never by
+    seeking: the video is opened once and decoded up to each requested frame in turn. It is
+    opened again only when a reference goes back in it or another file comes between.
+    """
+    reader: _ForwardReader | None = None
+    try:
+        for ref in refs:
+            path, index = _split_ref(ref)
+            if index is None:
+                try:
+                    yield read_image(path)
+                except HoposerError:
+                    yield None
+                continue
+            if reader is None or reader.path != path or not reader.ahead_of(index):
+                if reader is not None:
+                    reader.close()
+                reader = None
+                try:
+                    reader = _ForwardReader(path)
+                except HoposerError:
+                    yield None
+                    continue
+            yield reader.read(index)
+    finally:
+        if reader is not None:
+            reader.close()
+
+
+class _ForwardReader:
+    """One video's frames by index, decoded in order (the frames in between are passed over)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._source = VideoFileSource(Path(path))
+        self._frames = iter(self._source)
+        self._current: Frame | None = None  #: the furthest frame decoded so far
+
+    def ahead_of(self, index: int) -> bool:
+        """Whether frame `index` is not behind what was decoded already."""
+        return self._current is None or index >= self._current.index
+
+    def read(self, index: int) -> np.ndarray | None:
+        """Frame `index`, or None when it is damaged or past the end."""
+        while self._current is None or self._current.index < index:
+            frame = next(self._frames, None)
+            if frame is None:
+                return None
+            self._current = frame
+        return self._current.image if self._current.index == index else None
+
+    def close(self) -> None:  # noqa: D102
+        self._source.close()
