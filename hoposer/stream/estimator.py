@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hoposer.errors import HoposerError
+from hoposer.stream.options import StreamOptions
 from hoposer.stream.run import (
-    StreamOptions,
     _backend,
     _camera,
     _detected_ahead,

@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -20,66 +20,10 @@ import numpy as np
 
 from hoposer.errors import HoposerError, InterruptedRunError, Terminated
 from hoposer.progress import ProgressBar
-from hoposer.stream.stabilizer import StabilizerOptions
+from hoposer.stream.options import DEFAULT_WEIGHTS, StreamOptions
 from hoposer.threads import configure_threads
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite-synthetic.safetensors"
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """Everything `live` and `video` take (see the CLI for each option's meaning)."""
-
-    source: str
-    live: bool = False
-    loop: bool = False  #: live from a file: play it again from the start at its end
-    out: str | None = None
-    panel: bool = False
-    mesh: bool = True
-    view: bool = True
-    backend: str = "auto"
-    weights: str | None = None
-    onnx: str | None = None
-    plan: str | None = None
-    device: str | None = None
-    precision: str = "fp32"
-    compile: bool = False
-    hand_model: str = "auto"
-    mano_dir: str | None = None
-    object: str | None = "box:0.06x0.06x0.06"
-    object_name: str | None = None
-    detector: str = "mediapipe"
-    camera_info: str | None = None
-    fov_deg: float = 60.0
-    extrinsics: str | None = None
-    publish: str | None = None
-    allow_remote: bool = False
-    curve_secret: str | None = None
-    curve_clients: str | None = None
-    selfie: bool = False
-    hands: str = "auto"
-    refine: str = "auto"
-    max_frames: int | None = None
-    threads: int | None = None  #: CPU threads of every stage (None: the cores available)
-    allow_gaps: bool = False  #: a file with undecodable frames inside is not an error
-    stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        """Refuse values that would run but produce nonsense (checked before anything opens)."""
-        if not 10.0 <= self.fov_deg <= 170.0:  # also false for NaN
-            raise HoposerError(
-                f"--fov {self.fov_deg:g} is not a horizontal field of view: give 10 to 170 "
-                "degrees (or calibrate the camera and pass --camera-info)"
-            )
-        if self.max_frames is not None and self.max_frames < 1:
-            raise HoposerError(f"--max-frames must be at least 1, not {self.max_frames}")
-        if self.publish is not None:
-            from hoposer.stream.publish import check_endpoint
-
-            check_endpoint(self.publish, self.allow_remote)
 
 
 def _camera(options: StreamOptions, size: tuple[int, int]):

@@ -204,11 +204,13 @@ def test_calibration_files_from_hoposer_calib_set_the_camera_and_the_robot_frame
     extrinsics = write_transform(tmp_path / "base.yaml", to_base)
     out = tmp_path / "robot.mp4"
     args = ["video", str(clip), "--out", str(out), "--hands", "right", "--max-frames", "4",
-            "--camera-info", str(camera_info), "--extrinsics", str(extrinsics)]  # fmt: skip
+            "--camera-info", str(camera_info), "--extrinsics", str(extrinsics),
+            "--object-name", "cube"]  # fmt: skip
     assert main(args) == 0
     messages = [json.loads(line) for line in (tmp_path / "robot.jsonl").read_text().splitlines()]
     hands = [m["hand"] for m in messages if m["hand"] is not None]
     assert hands and all(m["reference_frame"] == "base" for m in messages)
+    assert {m["object"]["name"] for m in messages if m["object"]} == {"cube"}
     # The base frame is the camera frame shifted 1 m back along z: a hand ~0.5 m deep lands ~1.5.
     for hand in hands:
         assert 1.2 < hand["wrist"]["position"][2] < 2.5
@@ -229,7 +231,6 @@ def test_a_live_source_opens_after_the_model_loads_so_no_start_up_frame_is_lost(
     assert summary["startup_skipped_frames"] <= 2
     first = json.loads((tmp_path / "live.jsonl").read_text().splitlines()[0])
     assert first["frame_index"] == summary["startup_skipped_frames"]
-
 
 
 def test_a_file_gives_the_same_poses_however_fast_it_is_processed():
