@@ -15,9 +15,9 @@ from hoposer.stream.annotate import annotate
 from hoposer.stream.capture import Frame
 from hoposer.stream.detect import MediaPipeHandDetector, hand_box_from_landmarks
 from hoposer.stream.example import EXAMPLE_OBJECT, render_example
+from hoposer.stream.options import DEFAULT_WEIGHTS
 from hoposer.stream.overlay import draw_axes, draw_meshes
 from hoposer.stream.pipeline import FrameProcessor, ObjectSpec, default_camera_matrix
-from hoposer.stream.run import DEFAULT_WEIGHTS
 
 K = default_camera_matrix(640, 480)
 

@@ -109,6 +109,8 @@ def test_live_plays_a_file_as_a_camera_and_publishes_over_zeromq(clip):
     assert received, "the subscriber got no message"
     for m in received:
         jsonschema.validate(m, schema())
+        # every stage's latency, and the time from capture to publishing, travel with it
+        assert {"detect", "engine", "refine", "capture_to_publish"} <= set(m["latency_ms"])
 
 
 @pytest.mark.parametrize(
@@ -245,8 +247,8 @@ def test_a_file_gives_the_same_poses_however_fast_it_is_processed():
     from hoposer.model.hand import hand_model_for_weights
     from hoposer.stream.capture import Frame
     from hoposer.stream.example import EXAMPLE_OBJECT
+    from hoposer.stream.options import DEFAULT_WEIGHTS
     from hoposer.stream.pipeline import FrameProcessor, ObjectSpec
-    from hoposer.stream.run import DEFAULT_WEIGHTS
 
     images, _ = render_example(frames=16)
     trained_with = read_checkpoint_info(DEFAULT_WEIGHTS).metadata["hand_model"]
