@@ -94,7 +94,7 @@ def load_backend(weights: str | None, hand_model: str):
     from hoposer.engine.backends import open_backend
     from hoposer.model.checkpoint import read_checkpoint_info
     from hoposer.model.hand import hand_model_for_weights
-    from hoposer.stream.run import DEFAULT_WEIGHTS
+    from hoposer.stream.options import DEFAULT_WEIGHTS
 
     weights = weights or str(DEFAULT_WEIGHTS)
     trained_with = read_checkpoint_info(weights).metadata.get("hand_model")

@@ -15,7 +15,8 @@ import torch
 
 from hoposer.io import json_text
 from hoposer.stream.example import EXAMPLE_OBJECT, write_example
-from hoposer.stream.run import StreamOptions, run_stream
+from hoposer.stream.options import StreamOptions
+from hoposer.stream.run import run_stream
 
 STAGES = (
     "detect", "preprocess", "engine", "decode", "refine", "stabilize", "publish",

@@ -7,120 +7,14 @@ from typing import Annotated
 import typer
 
 from hoposer.errors import HoposerError
+from hoposer.options import options_command
+from hoposer.stream.options import StreamOptions
 
 log = logging.getLogger(__name__)
 SILENCE_HINT_S = 10.0  #: a listener without --timeout explains its silence after this long
 
-Backend = Annotated[
-    str, typer.Option(help="auto | tensorrt | onnxruntime | torch (auto: best available)")
-]
-Weights = Annotated[
-    str | None, typer.Option(help="hoposer checkpoint (default: the shipped lite weights)")
-]
-Onnx = Annotated[str | None, typer.Option(help="exported .onnx (onnxruntime backend)")]
-Plan = Annotated[str | None, typer.Option(help="TensorRT plan (tensorrt backend)")]
-ObjectOpt = Annotated[
-    str,
-    typer.Option(
-        "--object",
-        help="the held object: a mesh file (.ply/.obj) or box:WxHxD | cylinder:RxH in metres; "
-        "append @none|@box|@cylinder to declare its symmetry (e.g. mug.ply@cylinder)",
-    ),
-]
-CameraInfo = Annotated[
-    str | None, typer.Option(help="camera_info YAML from `hoposer calib camera`")
-]
-Fov = Annotated[float, typer.Option(help="horizontal field of view assumed without camera info")]
-Extrinsics = Annotated[
-    str | None, typer.Option(help="camera→robot YAML from `hoposer calib robot`")
-]
-Publish = Annotated[str | None, typer.Option(help="ZeroMQ PUB endpoint, e.g. tcp://127.0.0.1:5555")]
-AllowRemote = Annotated[bool, typer.Option(help="allow --publish on a non-loopback address")]
-CurveSecret = Annotated[
-    str | None, typer.Option(help="CURVE: the publisher's server.key_secret (hoposer keys)")
-]
-CurveClients = Annotated[
-    str | None, typer.Option(help="CURVE: folder of client .key files allowed to subscribe")
-]
-HandModelOpt = Annotated[str, typer.Option(help="auto | mano | standin")]
-ManoDir = Annotated[str | None, typer.Option(help="folder with MANO_RIGHT.pkl")]
-Detector = Annotated[
-    str, typer.Option(help="mediapipe, or onnx:PATH for a YOLO-format object detector")
-]
-Smooth = Annotated[bool, typer.Option(help="One-Euro smoothing of accepted poses")]
-Hands = Annotated[
-    str, typer.Option(help="auto (MediaPipe's handedness) | right | left: the hand in view")
-]
-Refine = Annotated[
-    str,
-    typer.Option(
-        help="fit the hand to 2D evidence after the network: auto (every source: the network's "
-        "2D joints, MediaPipe's landmarks and metric landmarks) | network (its 2D joints only) "
-        "| off (the network's raw hand)"
-    ),
-]
-Relock = Annotated[int, typer.Option(help="agreeing frames needed to re-lock after a failure")]
-Threads = Annotated[
-    int | None,
-    typer.Option(help="CPU threads for the engine and OpenCV (default: the cores available)"),
-]
 
-
-def _options(**kwargs):
-    from hoposer.stream.run import StreamOptions
-    from hoposer.stream.stabilizer import StabilizerOptions
-
-    smooth = kwargs.pop("smooth")
-    from hoposer.geometry.refine import REFINE_MODES
-
-    relock = kwargs.pop("relock")
-    if relock < 1:
-        raise HoposerError("--relock must be at least 1")
-    if kwargs["refine"] not in REFINE_MODES:
-        raise HoposerError(
-            f"--refine must be one of {', '.join(REFINE_MODES)}, not {kwargs['refine']!r}"
-        )
-    return StreamOptions(
-        stabilizer=StabilizerOptions(smoothing=smooth, relock_frames=relock), **kwargs
-    )
-
-
-def video(
-    clip: Annotated[str, typer.Argument(help="video file or image folder")],
-    out: Annotated[
-        str | None, typer.Option("--out", "-o", help="annotated video to write (.mp4)")
-    ] = None,
-    panel: Annotated[bool, typer.Option(help="add the 3D view beside each frame")] = False,
-    mesh: Annotated[
-        bool, typer.Option(help="draw the estimated hand and object meshes on the video")
-    ] = True,
-    view: Annotated[bool, typer.Option(help="show windows while processing")] = False,
-    backend: Backend = "auto",
-    weights: Weights = None,
-    onnx: Onnx = None,
-    plan: Plan = None,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
-    object: ObjectOpt = "box:0.06x0.06x0.06",
-    camera_info: CameraInfo = None,
-    fov: Fov = 60.0,
-    extrinsics: Extrinsics = None,
-    publish: Publish = None,
-    allow_remote: AllowRemote = False,
-    curve_secret: CurveSecret = None,
-    curve_clients: CurveClients = None,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-    detector: Detector = "mediapipe",
-    hands: Hands = "auto",
-    refine: Refine = "auto",
-    smooth: Smooth = True,
-    relock: Relock = 3,
-    threads: Threads = None,
-    max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
-    allow_gaps: Annotated[
-        bool, typer.Option(help="accept a file whose damaged frames must be skipped (exit 0)")
-    ] = False,
-) -> None:
+def video(options: StreamOptions) -> None:
     """Estimate hand and object poses in a video file; write an annotated video + poses.
 
     Writes OUT, OUT.jsonl (one pose message per frame) and OUT.summary.json, each replaced only
@@ -132,60 +26,12 @@ def video(
     """
     from hoposer.stream.run import run_stream
 
-    if out is None and publish is None and not view:
+    if options.out is None and options.publish is None and not options.view:
         raise HoposerError("nothing to produce: give --out FILE.mp4, --publish ENDPOINT or --view")
-    summary = run_stream(
-        _options(
-            source=clip, live=False, out=out, panel=panel, mesh=mesh, view=view, backend=backend,
-            weights=weights, onnx=onnx, plan=plan, device=device, object=object,
-            camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics, publish=publish,
-            allow_remote=allow_remote, curve_secret=curve_secret, curve_clients=curve_clients,
-            hand_model=hand_model, mano_dir=mano_dir,
-            detector=detector, hands=hands, refine=refine, smooth=smooth, relock=relock,
-            max_frames=max_frames, threads=threads, allow_gaps=allow_gaps,
-        )
-    )  # fmt: skip
-    _print_summary(summary, out)
+    _print_summary(run_stream(options), options.out)
 
 
-def live(
-    camera: Annotated[
-        str, typer.Option(help="camera index, RTSP/HTTP URL, or a video file played live")
-    ] = "0",
-    loop: Annotated[
-        bool, typer.Option(help="a video file given as --camera plays again from its start")
-    ] = False,
-    view: Annotated[bool, typer.Option(help="show the Open3D and overlay windows")] = True,
-    out: Annotated[str | None, typer.Option("--out", "-o", help="also record to .mp4")] = None,
-    mesh: Annotated[
-        bool, typer.Option(help="draw the estimated meshes on the frame (key m toggles)")
-    ] = True,
-    backend: Backend = "auto",
-    weights: Weights = None,
-    onnx: Onnx = None,
-    plan: Plan = None,
-    device: Annotated[str | None, typer.Option(help="cpu | cuda | cuda:N")] = None,
-    precision: Annotated[str, typer.Option(help="torch on CUDA: fp32 | fp16 | bf16")] = "fp32",
-    compile: Annotated[bool, typer.Option(help="torch: torch.compile the model")] = False,
-    object: ObjectOpt = "box:0.06x0.06x0.06",
-    camera_info: CameraInfo = None,
-    fov: Fov = 60.0,
-    extrinsics: Extrinsics = None,
-    publish: Publish = "tcp://127.0.0.1:5555",
-    allow_remote: AllowRemote = False,
-    curve_secret: CurveSecret = None,
-    curve_clients: CurveClients = None,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-    detector: Detector = "mediapipe",
-    selfie: Annotated[bool, typer.Option(help="the camera image is mirrored")] = False,
-    hands: Hands = "auto",
-    refine: Refine = "auto",
-    smooth: Smooth = True,
-    relock: Relock = 3,
-    threads: Threads = None,
-    max_frames: Annotated[int | None, typer.Option(help="stop after this many frames")] = None,
-) -> None:
+def live(options: StreamOptions) -> None:
     """Run on a live camera: windows, and poses published over ZeroMQ.
 
     Only the newest frame is processed (stale frames are dropped). Quit with q, Esc or Ctrl-C.
@@ -194,19 +40,46 @@ def live(
     """
     from hoposer.stream.run import run_stream
 
-    summary = run_stream(
-        _options(
-            source=camera, live=True, loop=loop, out=out, mesh=mesh, view=view, backend=backend,
-            weights=weights, onnx=onnx, plan=plan, device=device, precision=precision,
-            compile=compile,
-            object=object, camera_info=camera_info, fov_deg=fov, extrinsics=extrinsics,
-            publish=publish, allow_remote=allow_remote, curve_secret=curve_secret,
-            curve_clients=curve_clients, hand_model=hand_model, mano_dir=mano_dir,
-            detector=detector, selfie=selfie, hands=hands, refine=refine, smooth=smooth,
-            relock=relock, max_frames=max_frames, threads=threads,
+    _print_summary(run_stream(options), options.out)
+
+
+#: StreamOptions fields that neither command offers, and why.
+NEITHER = {
+    "progress": "the CLI always shows its progress bar; a library caller may turn it off",
+    **dict.fromkeys(
+        ("stabilizer.thresholds", "stabilizer.shape_window", "stabilizer.shape_min_frames",
+         "stabilizer.shape_min_sigma", "stabilizer.min_cutoff_hz", "stabilizer.beta_speed",
+         "stabilizer.derivative_cutoff_hz"),
+        "tuning of §5.1's checks and of the One-Euro filter: StabilizerOptions, from Python",
+    ),
+}  # fmt: skip
+VIDEO = options_command(
+    video,
+    renamed={"source": ("clip", typer.Argument(help="video file or image folder"))},
+    fixed={"live": False},
+    defaults={"view": False},
+    omitted={
+        **NEITHER,
+        "loop": "video reads a file once, every frame; looping is for a file played as a camera",
+    },
+)
+LIVE = options_command(
+    live,
+    renamed={
+        "source": (
+            "camera",
+            typer.Option(help="camera index, RTSP/HTTP URL, or a video file played live"),
         )
-    )  # fmt: skip
-    _print_summary(summary, out)
+    },
+    fixed={"live": True},
+    defaults={"source": "0", "publish": "tcp://127.0.0.1:5555"},
+    omitted={
+        **NEITHER,
+        "panel": "the 3D view is a live window; drawing it into the recording would slow each "
+        "frame",
+        "allow_gaps": "a live source skips no damaged frame: a failed read ends it",
+    },
+)
 
 
 def listen(
@@ -325,7 +198,7 @@ def _print_summary(summary: dict, out: str | None) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the stream commands to the top-level app."""
-    app.command("video")(video)
-    app.command("live")(live)
+    app.command("video")(VIDEO)
+    app.command("live")(LIVE)
     app.command("listen")(listen)
     app.command("keys")(keys)

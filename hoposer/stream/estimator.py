@@ -8,28 +8,26 @@
                 print(estimate.object_pose)  # 4×4, object → reference frame
         one = estimator(cv2.imread("photo.jpg"))  # one image, on its own
 
-It is built from the same parts as the CLI (`hoposer.stream.run`): the same options, backend,
-detector, `FrameProcessor` and read-ahead, so an `Estimate.message` is exactly the JSON that
-`hoposer video` writes for that frame.
+`hoposer video` and `live` are built on it (`hoposer.stream.run`): they iterate the same
+`Estimator.open(source)` as `stream()` does, and write, publish, show and summarise what it
+gives, so an `Estimate.message` is exactly the JSON `hoposer video` writes for that frame.
 """
 
+import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 
+import cv2
 import numpy as np
 
 from hoposer.errors import HoposerError
-from hoposer.stream.run import (
-    StreamOptions,
-    _backend,
-    _camera,
-    _detected_ahead,
-    _hand_detector,
-    _object_detector,
-    _object_spec,
-    _transform,
-)
+from hoposer.frames.sources import Frame, Source, open_source
+from hoposer.stream.options import DEFAULT_WEIGHTS, StreamOptions
 from hoposer.threads import configure_threads
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,12 +100,23 @@ class Estimator:
                 f"Estimator does not take {', '.join(sorted(unknown | misplaced))}: give the "
                 "source to stream(), write outputs yourself; see StreamOptions for the rest"
             )
+        self._load(
+            StreamOptions(
+                source="", view=False, progress=False, weights=weights, object=object, **options
+            )
+        )
+
+    @classmethod
+    def from_options(cls, options: StreamOptions) -> "Estimator":
+        """The estimator of a `hoposer video`/`live` run; the outputs' options are the caller's."""
+        estimator = cls.__new__(cls)
+        estimator._load(options)
+        return estimator
+
+    def _load(self, options: StreamOptions) -> None:
         from hoposer.model.hand import hand_model_for_weights
 
-        self.options = StreamOptions(
-            source="", view=False, progress=False, weights=weights, object=object, **options
-        )
-        self.options = replace(self.options, threads=configure_threads(self.options.threads))
+        self.options = replace(options, threads=configure_threads(options.threads))
         self.object_spec = _object_spec(self.options)
         self.object_detector = _object_detector(self.options)
         self.transform = _transform(self.options)
@@ -115,6 +124,7 @@ class Estimator:
         self.hand_model = hand_model_for_weights(
             trained_with, self.options.hand_model, self.options.mano_dir
         )
+        self._warm = False
         self._image_detector = None
         self._image_processors: dict[tuple[int, int], object] = {}
 
@@ -138,8 +148,6 @@ class Estimator:
         """One BGR image (as `cv2.imread` gives), on its own: no tracking or smoothing."""
         import time
 
-        from hoposer.frames.sources import Frame
-
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise HoposerError(
@@ -155,27 +163,66 @@ class Estimator:
         processor.reset()
         return Estimate.from_result(processor.process(Frame(0, time.perf_counter(), image, 0.0)))
 
-    def stream(self, source, live: bool | None = None) -> Iterator[Estimate]:
+    def open(
+        self,
+        source: str | int | Source,
+        live: bool | None = None,
+        loop: bool = False,
+        camera_id: str | None = None,
+    ) -> "Stream":
+        """Open `source` for `Stream`: every frame's full `FrameResult`, in order.
+
+        What `stream()` and `hoposer video`/`live` iterate. Before it opens a source itself, the
+        model has run once and the hand detector is loaded, so a camera's first frames are not
+        skipped while they initialise.
+
+        Args:
+            source: a camera index, a URL, a video file, an image folder, or a `Source` already
+                open (it stays the caller's to close).
+            live: newest frame only (a camera's pace); default: cameras and URLs are live,
+                files and folders give every frame.
+            loop: a video file opened `live` plays again from its start.
+            camera_id: the messages' `camera_id` (default: `source` as text).
+        """
+        opened = source if isinstance(source, Source) else None
+        if opened is None:
+            self.warm_up()
+        detector = _hand_detector(self.options)
+        try:
+            if opened is None:
+                opened = open_source(source, live=bool(live), loop=loop)
+            camera_id = str(source) if camera_id is None else camera_id
+            processor = self._processor(opened.size, detector, camera_id)
+        except BaseException:
+            detector.close()
+            if opened is not None and opened is not source:
+                opened.close()
+            raise
+        return Stream(opened, processor, owns_source=opened is not source)
+
+    def stream(
+        self, source: str | int, live: bool | None = None, loop: bool = False
+    ) -> Iterator[Estimate]:
         """The estimates of every frame of `source`, in order, as `hoposer video`/`live`.
 
         Args:
             source: a camera index, a URL, a video file or an image folder.
             live: newest frame only (a camera's pace); default: cameras and URLs are live,
                 files and folders give every frame.
+            loop: a video file opened `live` plays again from its start.
         """
-        from hoposer.frames.sources import open_source
+        with self.open(source, live, loop) as frames:
+            for result in frames:
+                yield Estimate.from_result(result)
 
-        opened = open_source(source, live=bool(live))
-        detector = None
-        try:
-            detector = _hand_detector(self.options)
-            processor = self._processor(opened.size, detector, str(source))
-            for frame, detected in _detected_ahead(opened, processor, ahead=not opened.live):
-                yield Estimate.from_result(processor.process(frame, detected))
-        finally:
-            if detector is not None:
-                detector.close()
-            opened.close()
+    def warm_up(self) -> None:
+        """Run the model once on a blank image: its first inference is the slowest."""
+        if self._warm:
+            return
+        size = self.backend.input_size
+        box = np.array([[0.25 * size, 0.25 * size, 0.75 * size, 0.75 * size]], np.float32)
+        self.backend.run(np.zeros((1, 3, size, size), np.float32), box, box)
+        self._warm = True
 
     def close(self) -> None:
         """Release the detector and the backend's resources."""
@@ -191,3 +238,156 @@ class Estimator:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Stream:
+    """An open source and its per-stream state; iterate it (once) for each `FrameResult`.
+
+    A file's or folder's frames come every one, in order, read ahead: frame t+1 is read and its
+    hands detected on a worker thread while frame t is estimated (MediaPipe and the engine
+    release the GIL), so the results are those of running the stages one after the other. A
+    live source gives its newest frame only and is not read ahead: waiting for the next frame
+    would delay this one. Close it (or use `with`) to stop: the read-ahead, the hand detector
+    and a source it opened are released.
+    """
+
+    def __init__(self, source: Source, processor, owns_source: bool) -> None:
+        self.source = source
+        self.processor = processor
+        self.camera_matrix: np.ndarray = processor.K  #: (3, 3) of the processed image
+        self._owns_source = owns_source
+        self._results = self._run()
+
+    def __iter__(self) -> Iterator:
+        return self._results
+
+    def _run(self) -> Iterator:
+        process, detect = self.processor.process, self.processor.detect
+        if self.source.live:
+            for frame in self.source:
+                yield process(frame)
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="detect") as pool:
+            pending = None
+            for frame in self.source:
+                ahead = pool.submit(detect, frame)
+                if pending is not None:
+                    yield process(pending[0], pending[1].result())
+                pending = (frame, ahead)
+            if pending is not None:
+                yield process(pending[0], pending[1].result())
+
+    def close(self) -> None:
+        """Stop reading (a pending read-ahead finishes first), release detector and source."""
+        self._results.close()
+        self.processor.detector.close()
+        if self._owns_source:
+            self.source.close()
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _camera(options: StreamOptions, size: tuple[int, int]):
+    """Intrinsics of the processed image and undistortion maps (None when not needed)."""
+    width, height = size
+    if options.camera_info is None:
+        from hoposer.geometry.camera import default_camera_matrix
+
+        log.warning(
+            "no --camera-info: assuming a %.0f° horizontal field of view and no distortion; "
+            "metric positions will be off by the error in that guess (run `hoposer calib camera`)",
+            options.fov_deg,
+        )
+        return default_camera_matrix(width, height, options.fov_deg), None
+    from hoposer.calib.camera_info import read_camera_info
+
+    info = read_camera_info(options.camera_info).scaled_to(width, height)
+    if not np.any(info.D):
+        return info.K, None
+    new_K = info.P[:, :3]
+    if info.fisheye:
+        maps = cv2.fisheye.initUndistortRectifyMap(
+            info.K, info.D[:4], np.eye(3), new_K, (width, height), cv2.CV_16SC2
+        )
+    else:
+        maps = cv2.initUndistortRectifyMap(
+            info.K, info.D, np.eye(3), new_K, (width, height), cv2.CV_16SC2
+        )
+    return new_K, maps
+
+
+def _transform(options: StreamOptions):
+    from hoposer.calib.extrinsics import read_transform
+    from hoposer.stream.messages import camera_frame
+
+    if options.extrinsics is None:
+        return camera_frame()
+    return read_transform(options.extrinsics)
+
+
+def _object_spec(options: StreamOptions):
+    if options.object is None:
+        return None
+    from hoposer.geometry.control_points import object_mesh
+    from hoposer.stream.pipeline import ObjectSpec
+
+    mesh = object_mesh(options.object)
+    name = options.object_name or (
+        Path(options.object).stem
+        if not options.object.startswith(("box:", "cylinder:"))
+        else options.object
+    )
+    return ObjectSpec(name, mesh.control_points, mesh.vertices, mesh.faces)
+
+
+def _backend(options: StreamOptions):
+    from hoposer.engine.backends import BackendOptions, open_backend
+
+    weights = options.weights
+    if weights is None and options.onnx is None and options.plan is None:
+        if not DEFAULT_WEIGHTS.is_file():
+            raise HoposerError(
+                f"the default weights {DEFAULT_WEIGHTS} are missing from this install: pass "
+                "--weights FILE"
+            )
+        weights = str(DEFAULT_WEIGHTS)
+    trained_with = None
+    if weights is not None:
+        from hoposer.model.checkpoint import read_checkpoint_info
+
+        trained_with = read_checkpoint_info(weights).metadata.get("hand_model")
+    backend = open_backend(
+        options.backend,
+        weights=weights,
+        onnx=options.onnx,
+        plan=options.plan,
+        device=options.device,
+        options=BackendOptions(
+            precision=options.precision, compile=options.compile, threads=options.threads
+        ),
+    )
+    return backend, trained_with
+
+
+def _object_detector(options: StreamOptions):
+    """The `--detector onnx:PATH` object detector, or None (hands always come from MediaPipe)."""
+    from hoposer.frames.detect import OnnxObjectDetector
+
+    if options.detector.startswith("onnx:"):
+        return OnnxObjectDetector(options.detector.removeprefix("onnx:"), threads=options.threads)
+    if options.detector != "mediapipe":
+        raise HoposerError(
+            f"unknown --detector {options.detector!r}: use mediapipe or onnx:PATH (a YOLO-format "
+            "object detector; hands always come from MediaPipe)"
+        )
+    return None
+
+
+def _hand_detector(options: StreamOptions, video: bool = True):
+    from hoposer.frames.detect import MediaPipeHandDetector
+
+    return MediaPipeHandDetector(video=video, selfie=options.selfie, side=options.hands)

