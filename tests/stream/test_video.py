@@ -108,8 +108,14 @@ def test_live_plays_a_file_as_a_camera_and_publishes_over_zeromq(clip):
     assert received, "the subscriber got no message"
     for m in received:
         jsonschema.validate(m, schema())
-        # every stage's latency, and the time from capture to publishing, travel with it
-        assert {"detect", "engine", "refine", "capture_to_publish"} <= set(m["latency_ms"])
+        # every stage that ran reports its latency, and the time from capture to publishing
+        # travels with every message. A frame where the detector finds no hand runs no engine
+        # (its message is empty or holds the last pose), and live playback can drop frames.
+        stages = {"detect", "capture_to_publish"}
+        if "no_hand" not in m["stability"]["flags"]:
+            stages |= {"engine", "refine"}
+        assert stages <= set(m["latency_ms"]), m["stability"]
+    assert any("engine" in m["latency_ms"] for m in received), "no published frame ran the engine"
 
 
 @pytest.mark.parametrize(
