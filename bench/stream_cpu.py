@@ -1,8 +1,11 @@
-"""Per-stage latency of `hoposer video` on the rendered 640×480 example clip.
+"""Per-stage latency of `hoposer video` (or `live`) on the rendered 640×480 example clip.
 
-    python bench/stream_cpu.py [--frames 90] [--backend auto] [--weights W] [--object SPEC]
-        [--threads N]
+    python bench/stream_cpu.py [--frames 90] [--live] [--backend auto] [--weights W]
+        [--object SPEC] [--threads N]
 
+Default: `hoposer video` with `--out` (every frame, in order, annotated and encoded). `--live`:
+`hoposer live --camera clip.mp4 --no-view`, the clip played as a 30 frames/s camera (looping,
+newest frame only, nothing recorded) for `--frames` frames, so capture → publish is a camera's.
 Prints the summary's per-stage p50/p99 table (markdown) and the end-to-end frames/s.
 """
 
@@ -27,6 +30,7 @@ STAGES = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=90)
+    parser.add_argument("--live", action="store_true", help="play the clip as a 30 fps camera")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--object", default=EXAMPLE_OBJECT)
@@ -34,15 +38,16 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         clip = write_example(Path(folder) / "clip.mp4", frames=args.frames)
+        out = None if args.live else str(Path(folder) / "out.mp4")
         summary = run_stream(
             StreamOptions(
-                source=str(clip), out=str(Path(folder) / "out.mp4"), view=False,
-                backend=args.backend, weights=args.weights, object=args.object, hands="right",
-                progress=False, threads=args.threads,
+                source=str(clip), out=out, view=False, live=args.live, loop=args.live,
+                max_frames=args.frames, backend=args.backend, weights=args.weights,
+                object=args.object, hands="right", progress=False, threads=args.threads,
             )
         )  # fmt: skip
     print(f"{platform.machine()}, {torch.get_num_threads()} torch threads, {args.frames} frames, "
-          f"backend {args.backend}")  # fmt: skip
+          f"backend {args.backend}, {'live' if args.live else 'video'}")  # fmt: skip
     print("\n| stage | p50 ms | p99 ms |\n| --- | ---: | ---: |")
     for stage in STAGES:
         if stage in summary["latency_ms"]:

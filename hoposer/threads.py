@@ -60,11 +60,12 @@ def available_cores(root: Path = CGROUP_ROOT) -> int:
     return max(1, cores)
 
 
-def resolve_threads(threads: int | None = None) -> int:
+def resolve_threads(threads: int | None = None, reserve: int = 0) -> int:
     """Threads for one process (validated).
 
     `threads` when given, else `OMP_NUM_THREADS` when the user set it, else the available cores
-    shared among the `torchrun` processes on this machine (`LOCAL_WORLD_SIZE`).
+    shared among the `torchrun` processes on this machine (`LOCAL_WORLD_SIZE`), less `reserve`
+    cores kept for work running beside these pools (at least one thread either way).
     """
     if threads is not None:
         if threads < 1:
@@ -74,10 +75,10 @@ def resolve_threads(threads: int | None = None) -> int:
     if env.isdigit() and int(env) > 0:
         return int(env)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-    return max(1, available_cores() // max(1, local_world))
+    return max(1, available_cores() // max(1, local_world) - reserve)
 
 
-def configure_threads(threads: int | None = None) -> int:
+def configure_threads(threads: int | None = None, reserve: int = 0) -> int:
     """Size torch's and OpenCV's thread pools (see `resolve_threads`); returns the count.
 
     ONNX Runtime sessions take the returned count through `onnxruntime_options`.
@@ -85,7 +86,7 @@ def configure_threads(threads: int | None = None) -> int:
     import cv2
     import torch
 
-    count = resolve_threads(threads)
+    count = resolve_threads(threads, reserve)
     torch.set_num_threads(count)
     # Inter-op parallelism is unused here; torch allows setting it only before any parallel work.
     with contextlib.suppress(RuntimeError):

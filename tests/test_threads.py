@@ -122,3 +122,14 @@ def test_video_threads_reach_torch_and_the_summary(tmp_path):
     assert main(args) == 0
     assert json.loads((tmp_path / "out.summary.json").read_text())["threads"] == 2
     assert torch.get_num_threads() == 2 and cv2.getNumThreads() == 2
+
+
+def test_work_running_beside_the_pools_keeps_its_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    cores = available_cores()
+    assert resolve_threads(reserve=1) == max(1, cores - 1)
+    assert resolve_threads(reserve=cores + 3) == 1  # never fewer than one
+    assert resolve_threads(4, reserve=1) == 4  # an explicit count is taken as given
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert resolve_threads(reserve=1) == 3  # so is the user's environment

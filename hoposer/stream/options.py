@@ -16,6 +16,12 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite-syn
 MODEL, SUBJECT, CAMERA, PUBLISHING = "Model", "Hand and object", "Camera", "Publishing"
 
 
+#: Cores a stream leaves to its hand detection, which runs on its own thread beside the engine
+#: (`Stream`): on 2 cores a 2-thread engine and MediaPipe took turns on both, at 22 frames/s
+#: instead of 29.
+DETECTION_CORES = 1
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     """Everything `live` and `video` take; the help of each option is beside its field."""
@@ -34,7 +40,9 @@ class StreamOptions:
     max_frames: int | None = option(None, "stop after this many frames")
     allow_gaps: bool = option(False, "accept a file whose damaged frames must be skipped (exit 0)")
     threads: int | None = option(
-        None, "CPU threads for the engine and OpenCV (default: the cores available)"
+        None,
+        "CPU threads for the engine and OpenCV (default: the cores available less one, which "
+        "the hand detection running beside the engine takes)",
     )
     progress: bool = True  #: show a progress bar
     backend: str = option(

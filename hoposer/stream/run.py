@@ -4,15 +4,17 @@ The frames and their results come from `Estimator.open(source)`, the iteration `
 gives a library user; here each result is published (ZeroMQ), counted for the summary, recorded
 (`--out`: the annotated video and the messages) and shown.
 
-Threads: a live source captures in its own thread (newest frame only); a file's next frame is
-read and detected on a worker thread while this one is estimated; the main thread runs detect →
-engine → decode → stabilize → publish for each frame; the view, when on, runs in its own thread
-at its own rate on the newest result, so drawing never slows inference. In `video` mode every
-frame is processed and written, in order.
+Threads: a live source captures in its own thread (newest frame only); the next frame is read
+and its hands detected on a worker thread while this one is estimated (`Stream`); the main
+thread runs engine → decode → refine → stabilize → publish for each frame; `--out` is annotated
+and encoded on a writer thread (`Recorder`); the view, when on, runs in its own thread at its
+own rate on the newest result, so drawing never slows inference. In `video` mode every frame is
+processed and written, in order.
 """
 
 import contextlib
 import logging
+import queue
 import signal
 import threading
 import time
@@ -23,7 +25,7 @@ import numpy as np
 
 from hoposer.errors import HoposerError, InterruptedRunError, Terminated
 from hoposer.progress import ProgressBar
-from hoposer.stream.options import StreamOptions
+from hoposer.stream.options import DETECTION_CORES, StreamOptions
 from hoposer.threads import configure_threads
 
 log = logging.getLogger(__name__)
@@ -83,14 +85,14 @@ def _run_stream(options: StreamOptions) -> dict:
     if options.out is not None:
         check_writable(Path(options.out))
         check_not_input(Path(options.out), options.source)
-    options = replace(options, threads=configure_threads(options.threads))
+    options = replace(options, threads=configure_threads(options.threads, DETECTION_CORES))
     publisher = _publisher(options)  # key files and the endpoint are checked before the camera
     resources: list = [] if publisher is None else [publisher]
     source = None
     if not options.live:  # a file or folder: a bad path fails before the model loads
         source = open_source(options.source, loop=options.loop)
         resources.insert(0, source)
-    outputs = None
+    outputs = recorder = None
     try:
         estimator = Estimator.from_options(options)
         resources.append(estimator)
@@ -108,7 +110,6 @@ def _run_stream(options: StreamOptions) -> dict:
         K, size = frames.camera_matrix, frames.source.size
         if viewer is not None:  # its windows open in run(), once the frames flow
             viewer.K, viewer.frame_size = K, size
-        recorder = None
         if options.out is not None:
             outputs = VideoOutputs(options.out, frames.source.fps)
             recorder = Recorder(outputs, K, estimator.object_spec, estimator.hand_faces,
@@ -123,6 +124,8 @@ def _run_stream(options: StreamOptions) -> dict:
                 resources.append(recorder.panel)
         args = (options, frames, publisher, recorder, viewer)
         summary = _loop(*args) if viewer is None else _loop_beside_view(viewer, args)
+        if recorder is not None:
+            recorder.finish()
         summary["threads"] = options.threads
         summary["unreadable_frames"] = frames.source.unreadable
         if summary["interrupted"] and not options.live:
@@ -134,6 +137,8 @@ def _run_stream(options: StreamOptions) -> dict:
         return summary
     finally:
         if outputs is not None:
+            if recorder is not None:
+                recorder.abort()
             outputs.abort()
         for resource in reversed(resources):
             resource.close()
@@ -228,14 +233,61 @@ def _loop_beside_view(viewer, args) -> dict:
 
 
 class Recorder:
-    """`--out`: each frame annotated (the 3D panel beside it with `--panel`), and its message."""
+    """`--out`: each frame annotated (the 3D panel beside it with `--panel`), and its message.
 
-    def __init__(self, outputs, K, object_spec, hand_faces, mesh: bool) -> None:
+    Annotating and encoding run on a writer thread, in order, through a short queue: the next
+    frame is estimated meanwhile (OpenCV's drawing and encoding release the GIL), and a slow
+    disk holds the estimator back by at most `depth` frames rather than losing any. An Open3D
+    panel is still drawn on the calling thread, which made its OpenGL context.
+    """
+
+    def __init__(self, outputs, K, object_spec, hand_faces, mesh: bool, depth: int = 4) -> None:
         self.outputs, self.K, self.object_spec = outputs, K, object_spec
         self.hand_faces = hand_faces if mesh else None
         self.panel = None
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._discard = False
+        self._thread = threading.Thread(target=self._work, name="recorder", daemon=True)
 
-    def write(self, result, fps: float) -> None:  # noqa: D102
+    def write(self, result, fps: float) -> None:
+        """Queue one frame (blocks while `depth` frames wait); raises the writer's error."""
+        self._raise_error()
+        panel = None
+        if self.panel is not None and self.panel.scene is not None:
+            panel = self.panel.draw(result)
+        if not self._thread.is_alive():
+            self._thread.start()
+        self._queue.put((result, fps, panel))
+
+    def finish(self) -> None:
+        """Wait until every queued frame is written; raises the writer's error."""
+        self._stop()
+        self._raise_error()
+
+    def abort(self) -> None:
+        """Stop writing: queued frames are dropped (the outputs are being thrown away)."""
+        self._discard = True
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None and not self._discard:
+                try:
+                    self._write(*item)
+                except BaseException as err:  # re-raised on the caller's thread  # noqa: BLE001
+                    self._error = err
+
+    def _write(self, result, fps: float, panel: np.ndarray | None) -> None:
         from hoposer.stream.annotate import annotate
 
         spec = self.object_spec
@@ -248,7 +300,8 @@ class Recorder:
             object_mesh=(spec.vertices, spec.faces) if spec is not None else None,
         )
         if self.panel is not None:
-            image = np.concatenate([image, self.panel.draw(result)], axis=1)
+            panel = self.panel.draw(result) if panel is None else panel
+            image = np.concatenate([image, panel], axis=1)
         self.outputs.write(image, result.message)
 
 

@@ -1,6 +1,8 @@
 """The library API: `Estimator` gives what `hoposer video` writes; single images on their own."""
 
 import json
+import threading
+import time
 
 import cv2
 import numpy as np
@@ -9,7 +11,10 @@ import pytest
 from hoposer import Estimate, Estimator
 from hoposer.cli import main
 from hoposer.errors import HoposerError
+from hoposer.frames.sources import open_source
+from hoposer.stream.estimator import DetectAhead
 from hoposer.stream.example import write_example
+from hoposer.stream.pipeline import Detected
 
 FRAMES = 8
 OBJECT = "box:0.05x0.05x0.05"
@@ -84,3 +89,67 @@ def test_open_gives_each_frame_result_and_stops_cleanly_midway(clip, estimator):
 def test_a_file_played_live_gives_only_the_newest_frames(clip, estimator):
     indices = [e.frame_index for e in estimator.stream(str(clip), live=True)]
     assert indices and indices == sorted(set(indices)) and indices[-1] < FRAMES
+
+
+def _sleepy_detect(seconds):
+    """A detection stage that takes `seconds` and records when it ran."""
+    calls = []
+
+    def detect(frame):
+        started = time.perf_counter()
+        time.sleep(seconds)
+        calls.append((frame.index, started))
+        return Detected(frame.image, [], seconds * 1e3)
+
+    return detect, calls
+
+
+def test_detect_ahead_detects_the_newest_frame_while_the_consumer_works_never_ahead(clip):
+    # A 30 frames/s file played as a camera; detection 20 ms, the consumer 60 ms a frame.
+    detect, calls = _sleepy_detect(0.02)
+    source = open_source(clip, live=True, loop=True)
+    taken, done = [], []  # the frames the consumer took, when it finished with each
+    try:
+        with DetectAhead(source, detect) as ahead:
+            for frame, _ in ahead:
+                taken.append(frame.index)
+                if len(taken) == 8:
+                    break
+                time.sleep(0.06)
+                done.append(time.perf_counter())
+    finally:
+        source.close()
+    assert taken == [index for index, _ in calls[: len(taken)]]  # each detection reaches us
+    assert taken == sorted(set(taken))  # newest frames, never one twice
+    assert taken[-1] - taken[0] > len(taken)  # frames were dropped, as live should
+    starts = [started for _, started in calls]
+    for n in range(1, len(done)):
+        # frame n+1 is detected after frame n was taken (so after the consumer finished frame
+        # n-1), while the consumer works on frame n
+        assert done[n - 1] <= starts[n + 1] < done[n]
+
+
+def test_detect_ahead_raises_the_workers_error_on_the_consumer(clip):
+    def broken(frame):
+        raise RuntimeError("detector died")
+
+    source = open_source(clip, live=True)
+    try:
+        with DetectAhead(source, broken) as ahead, pytest.raises(RuntimeError, match="died"):
+            next(iter(ahead))
+    finally:
+        source.close()
+
+
+def test_a_live_stream_runs_every_stage_and_stops_when_closed(estimator, clip):
+    frames = estimator.open(str(clip), live=True, loop=True)
+    with frames:
+        results = []
+        for result in frames:
+            results.append(result)
+            if len(results) == 4:
+                break
+    assert [r.frame.index for r in results] == sorted({r.frame.index for r in results})
+    assert all("detect" in r.message["latency_ms"] for r in results)
+    assert any("engine" in r.message["latency_ms"] for r in results)
+    assert not any(t.name == "detect ahead" for t in threading.enumerate())
