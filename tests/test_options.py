@@ -182,3 +182,34 @@ def test_a_generated_command_runs_through_typer():
     result = runner.invoke(tiny, ["run", "--help"], env={"COLUMNS": "200"})
     assert "Record what arrives." in result.output and "smooth it" in result.output
     assert "─ Inner ─" in result.output and "--no-smooth" in result.output
+
+
+@dataclass(frozen=True)
+class Files:
+    inputs: tuple[str, ...] = option(help="the inputs", path=True, argument=True)
+    out: str = option(help="where to write", short="-o", path=True)
+    tags: tuple[str, ...] = option((), "a tag (repeatable)", flag="--tag")
+    count: int = option(2)  # no help text: an option all the same
+
+
+def test_paths_arguments_and_tuples_reach_the_dataclass_as_declared():
+    received = []
+
+    def run(options: Files) -> None:
+        """Record what arrives."""
+        received.append(options)
+
+    tiny = typer.Typer()
+    tiny.command()(options_command(run))
+    tiny.command("other")(lambda: None)
+    runner = CliRunner()
+    args = ["run", "a", "b/", "-o", "o/", "--tag", "x", "--tag", "y", "--count", "3"]
+    result = runner.invoke(tiny, args)
+    assert result.exit_code == 0, result.output
+    assert received == [Files(inputs=("a", "b"), out="o", tags=("x", "y"), count=3)]
+    assert runner.invoke(tiny, ["run", "a", "-o", "o"]).exit_code == 0
+    assert received[-1] == Files(inputs=("a",), out="o", tags=(), count=2)
+    assert runner.invoke(tiny, ["run", "-o", "o"]).exit_code == 2  # the argument is required
+    result = runner.invoke(tiny, ["run", "--help"], env={"COLUMNS": "200"})
+    assert "─ Arguments ─" in result.output and "the inputs" in result.output
+    assert "<path>" in result.output and "--count" in result.output
