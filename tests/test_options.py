@@ -1,10 +1,12 @@
 """Options are declared once (issue 14): a command's options are its dataclass's fields.
 
-`video`, `live` and `train fit` are generated from `StreamOptions` and `FitOptions`; every field
-is an option of each command or named, with the reason, where the command is declared.
+`video`, `live` and `train fit`, `synth` are generated from `StreamOptions` and the dataclasses of
+`hoposer/train/options.py`; every field is an option of each command or named, with the reason,
+where the command is declared.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 import pytest
@@ -15,10 +17,10 @@ from typer.testing import CliRunner
 from hoposer.cli import app, main
 from hoposer.options import cli_fields, option, options_command
 from hoposer.stream.cli import LIVE, VIDEO
-from hoposer.train.cli import FIT
+from hoposer.train.cli import FIT, SYNTH
 
-COMMANDS = {"video": VIDEO, "live": LIVE, "train fit": FIT}
-OWN_PARAMETERS = {"video": set(), "live": set(), "train fit": {"resume"}}
+COMMANDS = {"video": VIDEO, "live": LIVE, "train fit": FIT, "train synth": SYNTH}
+OWN_PARAMETERS = {name: set() for name in COMMANDS} | {"train fit": {"resume"}}
 
 # Every flag and default of the hand-written commands before issue 14 (they must keep working).
 BEFORE = {
@@ -56,6 +58,22 @@ BEFORE = {
         "--augment/--no-augment": True, "--device": "auto", "--threads": None,
         "--resume/--no-resume": False,
     },
+    "train synth": {
+        "--out/-o": None, "--frames": 1000, "--seed": 0, "--size": 256, "--split": "train",
+        "--style": "default", "--sequence-length": 100, "--videos/--no-videos": False,
+        "--hand-model": "standin", "--mano-dir": None, "--object-mesh": None, "--workers": 2,
+        "--backgrounds": None,
+    },
+}  # fmt: skip
+
+# The train commands' parameters that were typer Paths (a file or folder) before issue 14: they
+# still are (`<path>` in --help), while their dataclasses keep str.
+PATHS = {
+    "train synth": {"out", "backgrounds"},
+}
+# A command line giving each of them.
+GIVING_PATHS = {
+    "train synth": ["-o", "o", "--backgrounds", "bg"],
 }  # fmt: skip
 
 
@@ -120,6 +138,28 @@ def test_a_command_line_reaches_the_options():
                                        "--pseudo", "a", "--pseudo", "b", "--resume"])  # fmt: skip
     assert (options.data, options.out, options.weight_decay) == ("d", "o", 0.01)
     assert list(options.pseudo) == ["a", "b"] and own == {"resume": True}
+
+
+@pytest.mark.parametrize("name", list(PATHS))
+def test_train_paths_are_parsed_as_paths_and_given_as_str(name):
+    params = click_command(name).make_context(name, list(GIVING_PATHS[name])).params
+    as_paths = {k for k, v in params.items() if isinstance(v, Path)
+                or isinstance(v, list) and v and all(isinstance(x, Path) for x in v)}  # fmt: skip
+    assert as_paths == PATHS[name]
+    options, own = COMMANDS[name].build(params)
+    assert own == {}
+    for path in PATHS[name]:
+        value = getattr(options, path)
+        assert type(value) is str or type(value) is tuple and {type(x) for x in value} == {str}
+
+
+def test_train_command_lines_reach_their_options():
+    options, _ = parse("train synth", ["-o", "d/", "--object-mesh", "a.ply", "--object-mesh",
+                                       "b.obj", "--videos", "--backgrounds", "bg"])  # fmt: skip
+    assert (options.out, options.object_meshes, options.videos) == ("d", ("a.ply", "b.obj"), True)
+    assert options.backgrounds == "bg" and options.hand_model == "standin"
+    options, _ = parse("train synth", ["-o", "d"])
+    assert (options.object_meshes, options.backgrounds) == ((), None)
 
 
 def test_help_lists_every_option_with_its_help_in_sections(capsys, monkeypatch):

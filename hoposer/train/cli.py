@@ -11,7 +11,7 @@ from hoposer.errors import HoposerError
 from hoposer.io import json_text
 from hoposer.options import options_command
 from hoposer.progress import ProgressBar
-from hoposer.train.options import FitOptions
+from hoposer.train.options import FitOptions, SynthOptions
 
 train_app = typer.Typer(
     help="Training: synthetic data, fit, pseudo-labels, HO-3D evaluation.", no_args_is_help=True
@@ -24,47 +24,24 @@ YcbDir = Annotated[
 ]
 
 
-@train_app.command("synth")
-def synth(
-    out: Annotated[Path, typer.Option("--out", "-o", help="dataset folder to write")],
-    frames: Annotated[int, typer.Option(help="frames to render")] = 1000,
-    seed: Annotated[int, typer.Option(help="everything is a function of the seed")] = 0,
-    size: Annotated[int, typer.Option(help="image side in pixels")] = 256,
-    split: Annotated[str, typer.Option(help="train | evaluation")] = "train",
-    style: Annotated[str, typer.Option(help="default | shifted (a domain gap)")] = "default",
-    sequence_length: Annotated[int, typer.Option(help="frames per sequence")] = 100,
-    videos: Annotated[
-        bool, typer.Option(help="smooth clips + Something-Else box annotations (unlabelled use)")
-    ] = False,
-    hand_model: Annotated[str, typer.Option(help="standin | mano")] = "standin",
-    mano_dir: ManoDir = None,
-    object_mesh: Annotated[
-        list[str] | None, typer.Option(help="mesh files to use besides primitives (repeatable)")
-    ] = None,
-    workers: Annotated[int, typer.Option(help="processes")] = 2,
-    backgrounds: Annotated[
-        Path | None,
-        typer.Option(help="folder of your own photos: random crops become 70 % of backgrounds"),
-    ] = None,
-) -> None:
+def synth(options: SynthOptions) -> None:
     """Render a synthetic hand-object data set in HO-3D's layout, with exact labels.
 
     Example: hoposer train synth --out data/synth --frames 10000 --seed 0
     """
     from hoposer.io import check_writable_folder
-    from hoposer.train.synth import SynthOptions, generate
+    from hoposer.train.synth import generate
 
+    out = Path(options.out)
     check_writable_folder(out)
-    if split not in ("train", "evaluation"):
-        raise HoposerError(f"--split must be train or evaluation, not {split!r}")
-    options = SynthOptions(
-        out=str(out), frames=frames, seed=seed, size=size, split=split, style=style,
-        sequence_length=sequence_length, videos=videos, hand_model=hand_model,
-        mano_dir=mano_dir, object_meshes=tuple(object_mesh or ()), workers=workers,
-        backgrounds=str(backgrounds) if backgrounds else None,
-    )  # fmt: skip
+    if options.split not in ("train", "evaluation"):
+        raise HoposerError(f"--split must be train or evaluation, not {options.split!r}")
     info = generate(options, progress=ProgressBar("rendering").update)
     print(f"wrote {info['frames']} frames in {info['sequences']} sequences to {out}")
+
+
+SYNTH = options_command(synth)
+train_app.command("synth")(SYNTH)
 
 
 def fit(

@@ -1,12 +1,16 @@
-"""`FitOptions`: everything that defines a training run, each option declared once.
+"""The options of the `hoposer train …` commands, each option declared once.
 
-Each field's help text and flag are here (`hoposer.options.option`); `hoposer train fit` is
-generated from them. The module imports no torch, so the command line starts fast.
+`FitOptions` and `SynthOptions`: each field's help text and flag are here
+(`hoposer.options.option`), and `hoposer train fit` and `synth` are generated from them. The module
+imports no torch, so the command line starts fast; the modules that do the work import their options
+from here.
 """
 
 from dataclasses import dataclass
 
 from hoposer.options import option
+
+MANO_DIR = "folder with MANO_RIGHT.pkl"
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class FitOptions:
     seed: int = option(0, "the sample order and every augmentation draw follow from it")
     amp: bool = option(True, "bf16 autocast on GPU")
     hand_model: str = option("auto", "auto | mano | standin")
-    mano_dir: str | None = option(None, "folder with MANO_RIGHT.pkl")
+    mano_dir: str | None = option(None, MANO_DIR)
     ycb_dir: str | None = option(None, "YCB models folder (<name>/textured_simple.obj) for HO-3D")
     backbone_weights: str | None = option(
         "auto",
@@ -57,3 +61,26 @@ class FitOptions:
         "which §5.1 constraints select pseudo-labels: all | none | no-spatial | no-temporal",
     )
     threads: int | None = option(None, "CPU threads per process (default: the cores available)")
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """What `hoposer train synth` makes."""
+
+    out: str = option(help="dataset folder to write", short="-o", path=True)
+    frames: int = option(1000, "frames to render")
+    seed: int = option(0, "everything is a function of the seed")
+    size: int = option(256, "image side in pixels")
+    split: str = option("train", "train | evaluation")
+    style: str = option("default", "default | shifted (a domain gap)")
+    sequence_length: int = option(100, "frames per sequence")
+    videos: bool = option(False, "smooth clips + Something-Else box annotations (unlabelled use)")
+    hand_model: str = option("standin", "standin | mano")
+    mano_dir: str | None = option(None, MANO_DIR)
+    object_meshes: tuple[str, ...] = option(
+        (), "mesh files to use besides primitives (repeatable)", flag="--object-mesh"
+    )
+    workers: int = option(2, "processes")
+    backgrounds: str | None = option(
+        None, "folder of your own photos: random crops become 70 % of backgrounds", path=True
+    )
