@@ -1,8 +1,8 @@
 """Options are declared once (issue 14): a command's options are its dataclass's fields.
 
-`video`, `live` and `train fit`, `synth` are generated from `StreamOptions` and the dataclasses of
-`hoposer/train/options.py`; every field is an option of each command or named, with the reason,
-where the command is declared.
+`video`, `live` and `train fit`, `synth`, `eval` are generated from `StreamOptions` and the
+dataclasses of `hoposer/train/options.py`; every field is an option of each command or named, with
+the reason, where the command is declared.
 """
 
 from dataclasses import dataclass
@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 from hoposer.cli import app, main
 from hoposer.options import cli_fields, option, options_command
 from hoposer.stream.cli import LIVE, VIDEO
-from hoposer.train.cli import FIT, SYNTH
+from hoposer.train.cli import EVAL, FIT, SYNTH
 
-COMMANDS = {"video": VIDEO, "live": LIVE, "train fit": FIT, "train synth": SYNTH}
+COMMANDS = {"video": VIDEO, "live": LIVE, "train fit": FIT, "train synth": SYNTH,
+            "train eval": EVAL}  # fmt: skip
 OWN_PARAMETERS = {name: set() for name in COMMANDS} | {"train fit": {"resume"}}
 
 # Every flag and default of the hand-written commands before issue 14 (they must keep working).
@@ -64,16 +65,23 @@ BEFORE = {
         "--hand-model": "standin", "--mano-dir": None, "--object-mesh": None, "--workers": 2,
         "--backgrounds": None,
     },
+    "train eval": {
+        "--weights": None, "--data": None, "--out/-o": None, "--split": "evaluation",
+        "--batch-size": 16, "--workers": 2, "--hand-model": "auto", "--mano-dir": None,
+        "--ycb-dir": None, "--max-samples": None, "--device": "auto",
+    },
 }  # fmt: skip
 
 # The train commands' parameters that were typer Paths (a file or folder) before issue 14: they
 # still are (`<path>` in --help), while their dataclasses keep str.
 PATHS = {
     "train synth": {"out", "backgrounds"},
+    "train eval": {"weights", "data", "out"},
 }
 # A command line giving each of them.
 GIVING_PATHS = {
     "train synth": ["-o", "o", "--backgrounds", "bg"],
+    "train eval": ["--weights", "w", "--data", "d", "-o", "o"],
 }  # fmt: skip
 
 
@@ -160,6 +168,10 @@ def test_train_command_lines_reach_their_options():
     assert options.backgrounds == "bg" and options.hand_model == "standin"
     options, _ = parse("train synth", ["-o", "d"])
     assert (options.object_meshes, options.backgrounds) == ((), None)
+    options, _ = parse("train eval", ["--weights", "w", "--data", "d", "-o", "o",
+                                      "--batch-size", "4", "--max-samples", "3"])  # fmt: skip
+    assert (options.weights, options.data, options.out) == ("w", "d", "o")
+    assert (options.batch_size, options.max_samples, options.split) == (4, 3, "evaluation")
 
 
 def test_help_lists_every_option_with_its_help_in_sections(capsys, monkeypatch):

@@ -11,7 +11,7 @@ from hoposer.errors import HoposerError
 from hoposer.io import json_text
 from hoposer.options import options_command
 from hoposer.progress import ProgressBar
-from hoposer.train.options import FitOptions, SynthOptions
+from hoposer.train.options import EvalOptions, FitOptions, SynthOptions
 
 train_app = typer.Typer(
     help="Training: synthetic data, fit, pseudo-labels, HO-3D evaluation.", no_args_is_help=True
@@ -19,9 +19,6 @@ train_app = typer.Typer(
 
 HandModelOpt = Annotated[str, typer.Option(help="auto | mano | standin")]
 ManoDir = Annotated[str | None, typer.Option(help="folder with MANO_RIGHT.pkl")]
-YcbDir = Annotated[
-    str | None, typer.Option(help="YCB models folder (<name>/textured_simple.obj) for HO-3D")
-]
 
 
 def synth(options: SynthOptions) -> None:
@@ -79,37 +76,20 @@ FIT = options_command(fit)
 train_app.command("fit")(FIT)
 
 
-@train_app.command("eval")
-def evaluate(
-    weights: Annotated[Path, typer.Option(help="hoposer checkpoint")],
-    data: Annotated[Path, typer.Option(help="HO-3D-layout folder")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for metrics and pred.json")],
-    split: Annotated[str, typer.Option(help="evaluation | train")] = "evaluation",
-    batch_size: int = 16,
-    workers: int = 2,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-    ycb_dir: YcbDir = None,
-    max_samples: Annotated[int | None, typer.Option(help="only the first N frames")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-) -> None:
+def evaluate(options: EvalOptions) -> None:
     """HO-3D's hand measures and ADD-0.1D/REP-5; writes metrics.json, pck.png, pred.json/zip.
 
     Example: hoposer train eval --weights runs/lite/model.safetensors --data data/synth-test
     --out runs/lite/eval
     """
-    from hoposer.train.evaluate import EvalOptions
     from hoposer.train.evaluate import evaluate as run_eval
 
-    metrics = run_eval(
-        EvalOptions(
-            weights=str(weights), data=str(data), out=str(out), split=split,
-            batch_size=batch_size, workers=workers, hand_model=hand_model, mano_dir=mano_dir,
-            ycb_dir=ycb_dir, max_samples=max_samples, device=device,
-        ),
-        progress=ProgressBar("evaluating").update,
-    )  # fmt: skip
+    metrics = run_eval(options, progress=ProgressBar("evaluating").update)
     print(json_text(_headline(metrics), indent=2))
+
+
+EVAL = options_command(evaluate)
+train_app.command("eval")(EVAL)
 
 
 def _headline(metrics: dict) -> dict:

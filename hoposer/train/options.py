@@ -1,16 +1,19 @@
 """The options of the `hoposer train …` commands, each option declared once.
 
-`FitOptions` and `SynthOptions`: each field's help text and flag are here
-(`hoposer.options.option`), and `hoposer train fit` and `synth` are generated from them. The module
-imports no torch, so the command line starts fast; the modules that do the work import their options
-from here.
+`FitOptions`, `SynthOptions` and `EvalOptions`: each field's help text and flag are here
+(`hoposer.options.option`), and `hoposer train fit`, `synth` and `eval` are generated from them. The
+module imports no torch, so the command line starts fast; the modules that do the work import their
+options from here.
 """
 
 from dataclasses import dataclass
 
 from hoposer.options import option
 
+HAND_MODEL = "auto | mano | standin"
 MANO_DIR = "folder with MANO_RIGHT.pkl"
+YCB_DIR = "YCB models folder (<name>/textured_simple.obj) for HO-3D"
+DEVICE = "auto | cpu | cuda"
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,9 @@ class FitOptions:
     workers: int = option(2, "data-loading processes")
     seed: int = option(0, "the sample order and every augmentation draw follow from it")
     amp: bool = option(True, "bf16 autocast on GPU")
-    hand_model: str = option("auto", "auto | mano | standin")
+    hand_model: str = option("auto", HAND_MODEL)
     mano_dir: str | None = option(None, MANO_DIR)
-    ycb_dir: str | None = option(None, "YCB models folder (<name>/textured_simple.obj) for HO-3D")
+    ycb_dir: str | None = option(None, YCB_DIR)
     backbone_weights: str | None = option(
         "auto",
         "ImageNet start of a fresh run's backbone: auto (EfficientNet-Lite backbones, e.g. the "
@@ -51,7 +54,7 @@ class FitOptions:
     max_minutes: float | None = option(None, "stop (checkpointed) after this much training time")
     max_samples: int | None = option(None, "use only the first N frames")
     augment: bool = option(True, "augment the training images")
-    device: str = option("auto", "auto | cpu | cuda")
+    device: str = option("auto", DEVICE)
     pseudo: list[str] = option(
         help="pseudo-label folders (self-training, repeatable)", factory=list
     )
@@ -84,3 +87,20 @@ class SynthOptions:
     backgrounds: str | None = option(
         None, "folder of your own photos: random crops become 70 % of backgrounds", path=True
     )
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `hoposer train eval` evaluates and where it writes."""
+
+    weights: str = option(help="hoposer checkpoint", path=True)
+    data: str = option(help="HO-3D-layout folder", path=True)
+    out: str = option(help="folder for metrics and pred.json", short="-o", path=True)
+    split: str = option("evaluation", "evaluation | train")
+    batch_size: int = option(16)
+    workers: int = option(2)
+    hand_model: str = option("auto", HAND_MODEL)
+    mano_dir: str | None = option(None, MANO_DIR)
+    ycb_dir: str | None = option(None, YCB_DIR)
+    max_samples: int | None = option(None, "only the first N frames")
+    device: str = option("auto", DEVICE)
