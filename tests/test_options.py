@@ -1,8 +1,8 @@
 """Options are declared once (issue 14): a command's options are its dataclass's fields.
 
-`video`, `live` and `train fit`, `synth`, `eval` are generated from `StreamOptions` and the
-dataclasses of `hoposer/train/options.py`; every field is an option of each command or named, with
-the reason, where the command is declared.
+`video`, `live` and `train fit`, `synth`, `eval`, `pseudo` are generated from `StreamOptions` and
+the dataclasses of `hoposer/train/options.py`; every field is an option of each command or named,
+with the reason, where the command is declared.
 """
 
 from dataclasses import dataclass
@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from hoposer.cli import app, main
 from hoposer.options import cli_fields, option, options_command
 from hoposer.stream.cli import LIVE, VIDEO
-from hoposer.train.cli import EVAL, FIT, SYNTH
+from hoposer.train.cli import EVAL, FIT, PSEUDO, SYNTH
 
 COMMANDS = {"video": VIDEO, "live": LIVE, "train fit": FIT, "train synth": SYNTH,
-            "train eval": EVAL}  # fmt: skip
+            "train eval": EVAL, "train pseudo": PSEUDO}  # fmt: skip
 OWN_PARAMETERS = {name: set() for name in COMMANDS} | {"train fit": {"resume"}}
 
 # Every flag and default of the hand-written commands before issue 14 (they must keep working).
@@ -70,6 +70,11 @@ BEFORE = {
         "--batch-size": 16, "--workers": 2, "--hand-model": "auto", "--mano-dir": None,
         "--ycb-dir": None, "--max-samples": None, "--device": "auto",
     },
+    "train pseudo": {
+        "--weights": None, "--videos": None, "--out/-o": None, "--annotations": None,
+        "--videos-per-shard": 8, "--tta/--no-tta": True, "--hand-model": "auto",
+        "--mano-dir": None, "--device": "auto",
+    },
 }  # fmt: skip
 
 # The train commands' parameters that were typer Paths (a file or folder) before issue 14: they
@@ -77,11 +82,13 @@ BEFORE = {
 PATHS = {
     "train synth": {"out", "backgrounds"},
     "train eval": {"weights", "data", "out"},
+    "train pseudo": {"weights", "videos", "out", "annotations"},
 }
 # A command line giving each of them.
 GIVING_PATHS = {
     "train synth": ["-o", "o", "--backgrounds", "bg"],
     "train eval": ["--weights", "w", "--data", "d", "-o", "o"],
+    "train pseudo": ["--weights", "w", "--videos", "v", "-o", "o", "--annotations", "a.json"],
 }  # fmt: skip
 
 
@@ -172,6 +179,10 @@ def test_train_command_lines_reach_their_options():
                                       "--batch-size", "4", "--max-samples", "3"])  # fmt: skip
     assert (options.weights, options.data, options.out) == ("w", "d", "o")
     assert (options.batch_size, options.max_samples, options.split) == (4, 3, "evaluation")
+    options, _ = parse("train pseudo", ["--weights", "w", "--videos", "v", "-o", "o", "--no-tta",
+                                        "--videos-per-shard", "2"])  # fmt: skip
+    assert (options.videos, options.tta, options.videos_per_shard) == ("v", False, 2)
+    assert options.annotations is None and options.batch_frames == 4
 
 
 def test_help_lists_every_option_with_its_help_in_sections(capsys, monkeypatch):

@@ -11,7 +11,7 @@ from hoposer.errors import HoposerError
 from hoposer.io import json_text
 from hoposer.options import options_command
 from hoposer.progress import ProgressBar
-from hoposer.train.options import EvalOptions, FitOptions, SynthOptions
+from hoposer.train.options import EvalOptions, FitOptions, PseudoOptions, SynthOptions
 
 train_app = typer.Typer(
     help="Training: synthetic data, fit, pseudo-labels, HO-3D evaluation.", no_args_is_help=True
@@ -104,22 +104,7 @@ def _headline(metrics: dict) -> dict:
     return out
 
 
-@train_app.command("pseudo")
-def pseudo(
-    weights: Annotated[Path, typer.Option(help="trained hoposer checkpoint")],
-    videos: Annotated[
-        Path, typer.Option(help="folder of videos / frame folders, or with annotations.json")
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="pseudo-label folder (shards)")],
-    annotations: Annotated[
-        Path | None, typer.Option(help="Something-Else box file (default VIDEOS/annotations.json)")
-    ] = None,
-    videos_per_shard: Annotated[int, typer.Option(help="videos per shard file")] = 8,
-    tta: Annotated[bool, typer.Option(help="8 test-time augmentations (§5.1)")] = True,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-) -> None:
+def pseudo(options: PseudoOptions) -> None:
     """Pseudo-label unlabelled videos; resumable, `torchrun` ranks share the shards.
 
     Writes shard-*.npz with every frame's prediction and §5.1 statistics, then a filter report
@@ -129,23 +114,27 @@ def pseudo(
     Example: hoposer train pseudo --weights runs/lite/model.safetensors --videos data/videos
     --out data/pseudo
     """
-    from hoposer.train.pseudo.generate import PseudoOptions, generate_pseudo_labels
+    from hoposer.train.pseudo.generate import generate_pseudo_labels
     from hoposer.train.pseudo.report import write_report
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = PseudoOptions(
-        weights=str(weights), videos=str(videos), out=str(out),
-        annotations=str(annotations) if annotations else None,
-        videos_per_shard=videos_per_shard, tta=tta, hand_model=hand_model, mano_dir=mano_dir,
-        device=device,
-    )  # fmt: skip
     counts = generate_pseudo_labels(options, progress=ProgressBar("pseudo-labelling").update)
     from hoposer.train.pseudo.generate import _rank_world
 
     if _rank_world()[0] == 0:
-        report = write_report(out)
+        report = write_report(Path(options.out))
         counts["funnel"] = report["funnel"]["all"]
     print(json_text(counts, indent=2))
+
+
+PSEUDO = options_command(
+    pseudo,
+    omitted={
+        "batch_frames": "the labelling does not read it (each frame's 8 TTA views are one "
+        "batch); it is only recorded in pseudo.json",
+    },
+)
+train_app.command("pseudo")(PSEUDO)
 
 
 @train_app.command("adapt")

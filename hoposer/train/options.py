@@ -1,9 +1,9 @@
 """The options of the `hoposer train …` commands, each option declared once.
 
-`FitOptions`, `SynthOptions` and `EvalOptions`: each field's help text and flag are here
-(`hoposer.options.option`), and `hoposer train fit`, `synth` and `eval` are generated from them. The
-module imports no torch, so the command line starts fast; the modules that do the work import their
-options from here.
+`FitOptions`, `SynthOptions`, `EvalOptions` and `PseudoOptions`: each field's help text and flag are
+here (`hoposer.options.option`), and `hoposer train fit`, `synth`, `eval` and `pseudo` are generated
+from them. The module imports no torch, so the command line starts fast; the modules that do the
+work import their options from here.
 """
 
 from dataclasses import dataclass
@@ -14,6 +14,7 @@ HAND_MODEL = "auto | mano | standin"
 MANO_DIR = "folder with MANO_RIGHT.pkl"
 YCB_DIR = "YCB models folder (<name>/textured_simple.obj) for HO-3D"
 DEVICE = "auto | cpu | cuda"
+TTA = "8 test-time augmentations (§5.1)"
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,23 @@ class EvalOptions:
     ycb_dir: str | None = option(None, YCB_DIR)
     max_samples: int | None = option(None, "only the first N frames")
     device: str = option("auto", DEVICE)
+
+
+@dataclass(frozen=True)
+class PseudoOptions:
+    """What `hoposer train pseudo` labels and where it writes."""
+
+    weights: str = option(help="trained hoposer checkpoint", path=True)
+    videos: str = option(
+        help="folder of videos / frame folders, or with annotations.json", path=True
+    )
+    out: str = option(help="pseudo-label folder (shards)", short="-o", path=True)
+    annotations: str | None = option(
+        None, "Something-Else box file (default VIDEOS/annotations.json)", path=True
+    )
+    videos_per_shard: int = option(8, "videos per shard file")
+    tta: bool = option(True, TTA)
+    hand_model: str = option("auto", HAND_MODEL)
+    mano_dir: str | None = option(None, MANO_DIR)
+    device: str = option("auto", DEVICE)
+    batch_frames: int = 4  #: recorded in pseudo.json; each frame's TTA views are one batch
