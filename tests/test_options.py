@@ -1,8 +1,8 @@
 """Options are declared once (issue 14): a command's options are its dataclass's fields.
 
-`video`, `live` and `train fit`, `synth`, `eval`, `pseudo` are generated from `StreamOptions` and
-the dataclasses of `hoposer/train/options.py`; every field is an option of each command or named,
-with the reason, where the command is declared.
+`video`, `live` and `train fit`, `synth`, `eval`, `pseudo`, `adapt` are generated from
+`StreamOptions` and the dataclasses of `hoposer/train/options.py`; every field is an option of each
+command or named, with the reason, where the command is declared.
 """
 
 from dataclasses import dataclass
@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from hoposer.cli import app, main
 from hoposer.options import cli_fields, option, options_command
 from hoposer.stream.cli import LIVE, VIDEO
-from hoposer.train.cli import EVAL, FIT, PSEUDO, SYNTH
+from hoposer.train.cli import ADAPT, EVAL, FIT, PSEUDO, SYNTH
 
 COMMANDS = {"video": VIDEO, "live": LIVE, "train fit": FIT, "train synth": SYNTH,
-            "train eval": EVAL, "train pseudo": PSEUDO}  # fmt: skip
+            "train eval": EVAL, "train pseudo": PSEUDO, "train adapt": ADAPT}  # fmt: skip
 OWN_PARAMETERS = {name: set() for name in COMMANDS} | {"train fit": {"resume"}}
 
 # Every flag and default of the hand-written commands before issue 14 (they must keep working).
@@ -75,6 +75,14 @@ BEFORE = {
         "--videos-per-shard": 8, "--tta/--no-tta": True, "--hand-model": "auto",
         "--mano-dir": None, "--device": "auto",
     },
+    "train adapt": {
+        "clips": None, "--weights": None, "--out/-o": None, "--work": None, "--data": None,
+        "--stride": 0, "--holdout": 0.2, "--fov": 60.0, "--tta/--no-tta": True, "--epochs": 3,
+        "--batch-size": 16, "--lr": 5e-05, "--pseudo-ratio": 1.0, "--max-steps": None,
+        "--seed": 0, "--device": "auto", "--threads": None, "--min-iou": 0.6,
+        "--max-reprojection": 0.65, "--max-flexion-deg": 90.0, "--hand-model": "auto",
+        "--mano-dir": None,
+    },
 }  # fmt: skip
 
 # The train commands' parameters that were typer Paths (a file or folder) before issue 14: they
@@ -83,12 +91,15 @@ PATHS = {
     "train synth": {"out", "backgrounds"},
     "train eval": {"weights", "data", "out"},
     "train pseudo": {"weights", "videos", "out", "annotations"},
+    "train adapt": {"clips", "weights", "out", "work", "data"},
 }
 # A command line giving each of them.
 GIVING_PATHS = {
     "train synth": ["-o", "o", "--backgrounds", "bg"],
     "train eval": ["--weights", "w", "--data", "d", "-o", "o"],
     "train pseudo": ["--weights", "w", "--videos", "v", "-o", "o", "--annotations", "a.json"],
+    "train adapt": ["a.mp4", "b", "--weights", "w", "-o", "o.safetensors", "--work", "wk",
+                    "--data", "d"],
 }  # fmt: skip
 
 
@@ -183,6 +194,13 @@ def test_train_command_lines_reach_their_options():
                                         "--videos-per-shard", "2"])  # fmt: skip
     assert (options.videos, options.tta, options.videos_per_shard) == ("v", False, 2)
     assert options.annotations is None and options.batch_frames == 4
+    options, _ = parse("train adapt", ["a.mp4", "b", "--weights", "w", "-o", "o.safetensors",
+                                       "--min-iou", "0.5", "--max-flexion-deg", "80",
+                                       "--lr", "1e-4", "--work", "wk"])  # fmt: skip
+    assert (options.clips, options.out, options.work) == (("a.mp4", "b"), "o.safetensors", "wk")
+    assert (options.thresholds.min_iou, options.thresholds.max_flexion_deg) == (0.5, 80.0)
+    assert options.thresholds.max_reprojection == 0.65 and options.lr == 1e-4
+    assert options.thresholds.min_bone_length == 0.1 and options.checkpoint_every == 20
 
 
 def test_help_lists_every_option_with_its_help_in_sections(capsys, monkeypatch):

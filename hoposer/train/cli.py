@@ -11,14 +11,11 @@ from hoposer.errors import HoposerError
 from hoposer.io import json_text
 from hoposer.options import options_command
 from hoposer.progress import ProgressBar
-from hoposer.train.options import EvalOptions, FitOptions, PseudoOptions, SynthOptions
+from hoposer.train.options import AdaptOptions, EvalOptions, FitOptions, PseudoOptions, SynthOptions
 
 train_app = typer.Typer(
     help="Training: synthetic data, fit, pseudo-labels, HO-3D evaluation.", no_args_is_help=True
 )
-
-HandModelOpt = Annotated[str, typer.Option(help="auto | mano | standin")]
-ManoDir = Annotated[str | None, typer.Option(help="folder with MANO_RIGHT.pkl")]
 
 
 def synth(options: SynthOptions) -> None:
@@ -137,48 +134,7 @@ PSEUDO = options_command(
 train_app.command("pseudo")(PSEUDO)
 
 
-@train_app.command("adapt")
-def adapt(
-    clips: Annotated[
-        list[Path],
-        typer.Argument(help="video files, frame folders, or folders with annotations.json"),
-    ],
-    weights: Annotated[Path, typer.Option(help="hoposer checkpoint to adapt")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="adapted checkpoint (.safetensors)")],
-    work: Annotated[
-        Path | None, typer.Option(help="work folder (default: OUT's name + .adapt, beside it)")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="labelled HO-3D-layout data to mix in (optional)")
-    ] = None,
-    stride: Annotated[
-        int, typer.Option(help="label every n-th frame; 0: ~5 per second of video, folders all")
-    ] = 0,
-    holdout: Annotated[
-        float, typer.Option(help="last fraction of each clip: measured before/after, not trained")
-    ] = 0.2,
-    fov: Annotated[float, typer.Option(help="the clips' horizontal field of view, degrees")] = 60.0,
-    tta: Annotated[bool, typer.Option(help="8 test-time augmentations (§5.1)")] = True,
-    epochs: int = 3,
-    batch_size: int = 16,
-    lr: float = 5e-5,
-    pseudo_ratio: Annotated[
-        float, typer.Option(help="pseudo-labelled samples per labelled one (with --data)")
-    ] = 1.0,
-    max_steps: Annotated[int | None, typer.Option(help="stop training after N steps")] = None,
-    seed: int = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: the cores)")] = None,
-    min_iou: Annotated[float, typer.Option(help="§5.1 mesh-box IoU to keep a frame")] = 0.6,
-    max_reprojection: Annotated[
-        float, typer.Option(help="§5.1 re-projection distance to keep a frame")
-    ] = 0.65,
-    max_flexion_deg: Annotated[
-        float, typer.Option(help="§5.1 largest finger flexion to keep a frame")
-    ] = 90.0,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-) -> None:
+def adapt(options: AdaptOptions) -> None:
     """Adapt weights to your own unlabelled clips (the paper's §5 loop).
 
     TTA pseudo-labels refined to MediaPipe's landmarks, kept by the spatial and temporal
@@ -190,26 +146,30 @@ def adapt(
     Example: hoposer train adapt my_clip.mp4 --weights hoposer/weights/lite-synthetic.safetensors
     --out adapted.safetensors
     """
-    from hoposer.geometry.consistency import Thresholds
     from hoposer.io import check_writable_file
-    from hoposer.train.adapt import AdaptOptions
     from hoposer.train.adapt import adapt as run_adapt
-
-    check_writable_file(out)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = AdaptOptions(
-        clips=tuple(str(c) for c in clips), weights=str(weights), out=str(out),
-        work=str(work) if work else None, data=str(data) if data else None, stride=stride,
-        holdout=holdout, fov=fov, tta=tta, epochs=epochs, batch_size=batch_size, lr=lr,
-        pseudo_ratio=pseudo_ratio, max_steps=max_steps, seed=seed, device=device,
-        threads=threads, hand_model=hand_model, mano_dir=mano_dir,
-        thresholds=Thresholds(min_iou=min_iou, max_reprojection=max_reprojection,
-                              max_flexion_deg=max_flexion_deg),
-    )  # fmt: skip
     from hoposer.train.adapt import report_text
 
+    check_writable_file(Path(options.out))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = run_adapt(options, progress=ProgressBar("labelling clips").update)
     print(report_text(report), end="")
+
+
+ADAPT = options_command(
+    adapt,
+    omitted={
+        "checkpoint_every": "adapt's short runs checkpoint every 20 steps, so a rerun continues "
+        "where a killed one stopped; from Python only",
+        **dict.fromkeys(
+            ("thresholds.min_bone_length", "thresholds.max_joint_motion",
+             "thresholds.max_pose_change", "thresholds.shape_sigmas"),
+            "the other §5.1 thresholds keep the paper's values; retune them from Python "
+            "(AdaptOptions.thresholds)",
+        ),
+    },
+)  # fmt: skip
+train_app.command("adapt")(ADAPT)
 
 
 def _remove_if_unstarted(run: Path, fresh: bool) -> None:

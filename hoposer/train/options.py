@@ -1,13 +1,15 @@
-"""The options of the `hoposer train …` commands, each option declared once.
+"""The options of every `hoposer train …` command, each option declared once.
 
-`FitOptions`, `SynthOptions`, `EvalOptions` and `PseudoOptions`: each field's help text and flag are
-here (`hoposer.options.option`), and `hoposer train fit`, `synth`, `eval` and `pseudo` are generated
-from them. The module imports no torch, so the command line starts fast; the modules that do the
-work import their options from here.
+`FitOptions`, `SynthOptions`, `EvalOptions`, `PseudoOptions` and `AdaptOptions`: each field's help
+text and flag are here (`hoposer.options.option`), and `hoposer train fit`, `synth`, `eval`,
+`pseudo` and `adapt` are generated from them. The module imports no torch, so the command line
+starts fast; the modules that do the work import their options from here.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from hoposer.geometry.consistency import Thresholds
 from hoposer.options import option
 
 HAND_MODEL = "auto | mano | standin"
@@ -125,3 +127,44 @@ class PseudoOptions:
     mano_dir: str | None = option(None, MANO_DIR)
     device: str = option("auto", DEVICE)
     batch_frames: int = 4  #: recorded in pseudo.json; each frame's TTA views are one batch
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """What `hoposer train adapt` adapts, to what, and how long it trains."""
+
+    clips: tuple[str, ...] = option(
+        help="video files, frame folders, or folders with annotations.json",
+        path=True,
+        argument=True,
+    )
+    weights: str = option(help="hoposer checkpoint to adapt", path=True)
+    out: str = option(help="adapted checkpoint (.safetensors)", short="-o", path=True)
+    work: str | None = option(
+        None, "work folder (default: OUT's name + .adapt, beside it)", path=True
+    )
+    data: str | None = option(None, "labelled HO-3D-layout data to mix in (optional)", path=True)
+    #: 0: auto (`hoposer.train.adapt.AUTO_RATE` per second of video)
+    stride: int = option(0, "label every n-th frame; 0: ~5 per second of video, folders all")
+    holdout: float = option(0.2, "last fraction of each clip: measured before/after, not trained")
+    fov: float = option(60.0, "the clips' horizontal field of view, degrees")
+    tta: bool = option(True, TTA)
+    epochs: int = option(3)
+    batch_size: int = option(16)
+    lr: float = option(5e-5)
+    pseudo_ratio: float = option(1.0, "pseudo-labelled samples per labelled one (with --data)")
+    max_steps: int | None = option(None, "stop training after N steps")
+    checkpoint_every: int = 20
+    seed: int = option(0)
+    device: str = option("auto", DEVICE)
+    threads: int | None = option(None, "CPU threads (default: the cores)")
+    #: §5.1's thresholds (the paper's by default; its normalisations are ours, see
+    #: `hoposer.geometry.consistency`, so a researcher may need to retune them)
+    thresholds: Thresholds = Thresholds()
+    hand_model: str = option("auto", HAND_MODEL)
+    mano_dir: str | None = option(None, MANO_DIR)
+
+    @property
+    def work_dir(self) -> Path:  # noqa: D102
+        out = Path(self.out)
+        return Path(self.work) if self.work else out.with_name(out.stem + ".adapt")
