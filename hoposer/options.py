@@ -11,12 +11,20 @@ calls `run(options, **rest)`. The dataclass, the command line and the library th
 of options: a field is an option of every command unless the command names it, with the reason,
 in `omitted`. A field whose type is itself an options dataclass (`StreamOptions.stabilizer`) is
 reached through its own fields.
+
+The field keeps the library's type; the command line may parse it another way: a `path=True`
+field is a `Path` there (`<path>` in --help) and a `str` in the dataclass, and a `tuple[X, ...]`
+field is a repeatable option (or an argument taking several values) whose values become the tuple.
 """
 
 import inspect
+import operator
+import types
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass, replace
-from typing import Annotated, Any, get_type_hints
+from functools import reduce
+from pathlib import Path
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 
 def option(
@@ -27,19 +35,32 @@ def option(
     short: str | None = None,
     panel: str | None = None,
     factory: Callable[[], Any] | Any = MISSING,
+    path: bool = False,
+    argument: bool = False,
 ) -> Any:
     """A dataclass field that is also a command-line option.
 
     Args:
         default: the field's default (none: the option is required).
-        help: the option's help text, the one place it is written.
+        help: the option's help text, the one place it is written (empty: --help shows none).
         flag: the long flag when it is not the field's name (`--fov` for `fov_deg`); a bool
             gets its `--no-` twin.
         short: a one-letter alias (`-o`).
         panel: the `--help` section it is listed in (default: Options).
         factory: a `default_factory` instead of a default (mutable defaults).
+        path: the command line reads a file or folder (typer's `Path`); the field keeps a `str`
+            (a `tuple[str, ...]` field: a tuple of `str`).
+        argument: a positional argument rather than an option (no flag; `--help` lists it under
+            Arguments).
     """
-    metadata = {"help": help, "flag": flag, "short": short, "panel": panel}
+    metadata = {
+        "help": help,
+        "flag": flag,
+        "short": short,
+        "panel": panel,
+        "path": path,
+        "argument": argument,
+    }
     return field(default=default, default_factory=factory, metadata=metadata)
 
 
@@ -59,8 +80,22 @@ class CliField:
 
     @property
     def is_option(self) -> bool:
-        """Declared with `option()` and a help text."""
-        return bool(self.field.metadata.get("help"))
+        """Declared with `option()` (`option(3)`: an option without a help text)."""
+        return "help" in self.field.metadata
+
+    @property
+    def cli_type(self) -> Any:
+        """The type the command line parses: `Path` for a path's `str`, `list[X]` for a tuple."""
+        return _cli_type(self.type, bool(self.field.metadata.get("path")))
+
+    def from_cli(self, value: Any) -> Any:
+        """The field's value from the command line's: paths back to `str`, a list to a tuple."""
+        if value is None:
+            return None
+        if self.field.metadata.get("path"):
+            many = isinstance(value, list | tuple)
+            value = type(value)(str(v) for v in value) if many else str(value)
+        return tuple(value) if _is_variadic_tuple(self.type) else value
 
     def default(self) -> Any:
         """The dataclass's default, or `...` (required) when it has none."""
@@ -83,18 +118,20 @@ class CliField:
         import typer
 
         meta = self.field.metadata
-        if info is None:
+        if info is None and meta.get("argument"):
+            info = typer.Argument(help=meta["help"] or None, rich_help_panel=self.panel)
+        elif info is None:
             decls = []
             if meta["flag"] or meta["short"]:
                 long = meta["flag"] or "--" + self.name.replace("_", "-")
                 decls.append(f"{long}/--no-{long[2:]}" if self.type is bool else long)
                 decls += [meta["short"]] if meta["short"] else []
-            info = typer.Option(*decls, help=meta["help"], rich_help_panel=self.panel)
+            info = typer.Option(*decls, help=meta["help"] or None, rich_help_panel=self.panel)
         value = self.default() if default is MISSING else default
         return inspect.Parameter(
             name or self.name,
             inspect.Parameter.KEYWORD_ONLY,
-            annotation=Annotated[self.type, info],
+            annotation=Annotated[self.cli_type, info],
             default=inspect.Parameter.empty if value is ... else value,
         )
 
@@ -159,13 +196,14 @@ def options_command(
     generated = [
         f.parameter(defaults.get(f.path, MISSING), *renamed.get(f.path, ())) for f in offered
     ]
-    fields_by_name = {p.name: f.path for p, f in zip(generated, offered, strict=True)}
+    by_name = {p.name: f for p, f in zip(generated, offered, strict=True)}
+    fields_by_name = {name: f.path for name, f in by_name.items()}
     parameters = generated + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in rest]
 
     def build(values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The options from the parsed values, and the values left for `run`."""
         values = dict(values)
-        given = {path: values.pop(name) for name, path in fields_by_name.items()}
+        given = {f.path: f.from_cli(values.pop(name)) for name, f in by_name.items()}
         return _assemble(options_type, given | fixed), values
 
     def command(**values: Any) -> Any:
@@ -204,3 +242,20 @@ def _assemble(options_type: type, values: dict[str, Any], base: Any = None) -> A
             current = f.default_factory() if f.default_factory is not MISSING else f.default
         top[outer] = _assemble(type(current), inner, current)
     return options_type(**top) if base is None else replace(base, **top)
+
+
+def _is_variadic_tuple(kind: Any) -> bool:
+    args = get_args(kind)
+    return get_origin(kind) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _cli_type(kind: Any, path: bool) -> Any:
+    """`kind` as the command line parses it (`_is_variadic_tuple` → list; `path`: str → Path)."""
+    if _is_variadic_tuple(kind):
+        return list[_cli_type(get_args(kind)[0], path)]
+    if not path:
+        return kind
+    if get_origin(kind) in (Union, types.UnionType, list):
+        parsed = [_cli_type(a, path) for a in get_args(kind)]
+        return list[parsed[0]] if get_origin(kind) is list else reduce(operator.or_, parsed)
+    return Path if kind is str else kind

@@ -32,16 +32,17 @@ import numpy as np
 from hoposer.geometry.boxes import box_iou
 from hoposer.geometry.camera import fit_weak_perspective, weak_perspective_project
 from hoposer.geometry.kinematics import flexion_angles, normalized_bone_lengths
+from hoposer.options import option
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    """§5.1's thresholds (paper values by default)."""
+    """§5.1's thresholds (paper values by default); `train adapt` offers three as options."""
 
-    min_iou: float = 0.6
-    max_reprojection: float = 0.65
+    min_iou: float = option(0.6, "§5.1 mesh-box IoU to keep a frame")
+    max_reprojection: float = option(0.65, "§5.1 re-projection distance to keep a frame")
     min_bone_length: float = 0.1
-    max_flexion_deg: float = 90.0
+    max_flexion_deg: float = option(90.0, "§5.1 largest finger flexion to keep a frame")
     max_joint_motion: float = 0.5
     max_pose_change: float = 0.01
     shape_sigmas: float = 2.0

@@ -1,12 +1,14 @@
 """`hoposer live`, `hoposer video`, `hoposer listen`, `hoposer keys` (thin; logic in stream/)."""
 
 import logging
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from hoposer.errors import HoposerError
+from hoposer.geometry.consistency import Thresholds
 from hoposer.options import options_command
 from hoposer.stream.options import StreamOptions
 
@@ -47,9 +49,9 @@ def live(options: StreamOptions) -> None:
 NEITHER = {
     "progress": "the CLI always shows its progress bar; a library caller may turn it off",
     **dict.fromkeys(
-        ("stabilizer.thresholds", "stabilizer.shape_window", "stabilizer.shape_min_frames",
-         "stabilizer.shape_min_sigma", "stabilizer.min_cutoff_hz", "stabilizer.beta_speed",
-         "stabilizer.derivative_cutoff_hz"),
+        (*(f"stabilizer.thresholds.{f.name}" for f in fields(Thresholds)),
+         "stabilizer.shape_window", "stabilizer.shape_min_frames", "stabilizer.shape_min_sigma",
+         "stabilizer.min_cutoff_hz", "stabilizer.beta_speed", "stabilizer.derivative_cutoff_hz"),
         "tuning of §5.1's checks and of the One-Euro filter: StabilizerOptions, from Python",
     ),
 }  # fmt: skip

@@ -58,6 +58,7 @@ from hoposer.geometry.consistency import (
     temporal_statistics,
 )
 from hoposer.io import atomic_path, json_text, write_text_atomic
+from hoposer.train.options import AdaptOptions
 
 log = logging.getLogger(__name__)
 
@@ -67,40 +68,6 @@ _LABEL_VERSION = 2  #: bump when a clip file's content changes meaning
 #: frames are still close enough for §5.1's smoothness checks (Something-Something v2, the
 #: paper's video set, is 12 fps).
 AUTO_RATE = 5.0
-
-
-@dataclass(frozen=True)
-class AdaptOptions:
-    """What `hoposer train adapt` adapts, to what, and how long it trains."""
-
-    clips: tuple[str, ...]
-    weights: str
-    out: str
-    work: str | None = None  #: default: `<out without suffix>.adapt` beside `out`
-    data: str | None = None  #: labelled HO-3D-layout data to mix in (optional)
-    stride: int = 0  #: label every n-th frame; 0: auto (`AUTO_RATE` per second of video)
-    holdout: float = 0.2  #: the last fraction of each clip's frames, measured, never trained
-    fov: float = 60.0  #: assumed horizontal field of view of the clips' camera, degrees
-    tta: bool = True
-    epochs: int = 3
-    batch_size: int = 16
-    lr: float = 5e-5
-    pseudo_ratio: float = 1.0  #: pseudo-labelled samples per labelled one (with `data`)
-    max_steps: int | None = None
-    checkpoint_every: int = 20
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    hand_model: str = "auto"
-    mano_dir: str | None = None
-    #: §5.1's thresholds (the paper's by default; its normalisations are ours, see
-    #: `hoposer.geometry.consistency`, so a researcher may need to retune them)
-    thresholds: Thresholds = Thresholds()
-
-    @property
-    def work_dir(self) -> Path:  # noqa: D102
-        out = Path(self.out)
-        return Path(self.work) if self.work else out.with_name(out.stem + ".adapt")
 
 
 @dataclass(frozen=True)

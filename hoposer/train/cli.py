@@ -11,60 +11,31 @@ from hoposer.errors import HoposerError
 from hoposer.io import json_text
 from hoposer.options import options_command
 from hoposer.progress import ProgressBar
-from hoposer.train.options import FitOptions
+from hoposer.train.options import AdaptOptions, EvalOptions, FitOptions, PseudoOptions, SynthOptions
 
 train_app = typer.Typer(
     help="Training: synthetic data, fit, pseudo-labels, HO-3D evaluation.", no_args_is_help=True
 )
 
-HandModelOpt = Annotated[str, typer.Option(help="auto | mano | standin")]
-ManoDir = Annotated[str | None, typer.Option(help="folder with MANO_RIGHT.pkl")]
-YcbDir = Annotated[
-    str | None, typer.Option(help="YCB models folder (<name>/textured_simple.obj) for HO-3D")
-]
 
-
-@train_app.command("synth")
-def synth(
-    out: Annotated[Path, typer.Option("--out", "-o", help="dataset folder to write")],
-    frames: Annotated[int, typer.Option(help="frames to render")] = 1000,
-    seed: Annotated[int, typer.Option(help="everything is a function of the seed")] = 0,
-    size: Annotated[int, typer.Option(help="image side in pixels")] = 256,
-    split: Annotated[str, typer.Option(help="train | evaluation")] = "train",
-    style: Annotated[str, typer.Option(help="default | shifted (a domain gap)")] = "default",
-    sequence_length: Annotated[int, typer.Option(help="frames per sequence")] = 100,
-    videos: Annotated[
-        bool, typer.Option(help="smooth clips + Something-Else box annotations (unlabelled use)")
-    ] = False,
-    hand_model: Annotated[str, typer.Option(help="standin | mano")] = "standin",
-    mano_dir: ManoDir = None,
-    object_mesh: Annotated[
-        list[str] | None, typer.Option(help="mesh files to use besides primitives (repeatable)")
-    ] = None,
-    workers: Annotated[int, typer.Option(help="processes")] = 2,
-    backgrounds: Annotated[
-        Path | None,
-        typer.Option(help="folder of your own photos: random crops become 70 % of backgrounds"),
-    ] = None,
-) -> None:
+def synth(options: SynthOptions) -> None:
     """Render a synthetic hand-object data set in HO-3D's layout, with exact labels.
 
     Example: hoposer train synth --out data/synth --frames 10000 --seed 0
     """
     from hoposer.io import check_writable_folder
-    from hoposer.train.synth import SynthOptions, generate
+    from hoposer.train.synth import generate
 
+    out = Path(options.out)
     check_writable_folder(out)
-    if split not in ("train", "evaluation"):
-        raise HoposerError(f"--split must be train or evaluation, not {split!r}")
-    options = SynthOptions(
-        out=str(out), frames=frames, seed=seed, size=size, split=split, style=style,
-        sequence_length=sequence_length, videos=videos, hand_model=hand_model,
-        mano_dir=mano_dir, object_meshes=tuple(object_mesh or ()), workers=workers,
-        backgrounds=str(backgrounds) if backgrounds else None,
-    )  # fmt: skip
+    if options.split not in ("train", "evaluation"):
+        raise HoposerError(f"--split must be train or evaluation, not {options.split!r}")
     info = generate(options, progress=ProgressBar("rendering").update)
     print(f"wrote {info['frames']} frames in {info['sequences']} sequences to {out}")
+
+
+SYNTH = options_command(synth)
+train_app.command("synth")(SYNTH)
 
 
 def fit(
@@ -102,37 +73,20 @@ FIT = options_command(fit)
 train_app.command("fit")(FIT)
 
 
-@train_app.command("eval")
-def evaluate(
-    weights: Annotated[Path, typer.Option(help="hoposer checkpoint")],
-    data: Annotated[Path, typer.Option(help="HO-3D-layout folder")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="folder for metrics and pred.json")],
-    split: Annotated[str, typer.Option(help="evaluation | train")] = "evaluation",
-    batch_size: int = 16,
-    workers: int = 2,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-    ycb_dir: YcbDir = None,
-    max_samples: Annotated[int | None, typer.Option(help="only the first N frames")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-) -> None:
+def evaluate(options: EvalOptions) -> None:
     """HO-3D's hand measures and ADD-0.1D/REP-5; writes metrics.json, pck.png, pred.json/zip.
 
     Example: hoposer train eval --weights runs/lite/model.safetensors --data data/synth-test
     --out runs/lite/eval
     """
-    from hoposer.train.evaluate import EvalOptions
     from hoposer.train.evaluate import evaluate as run_eval
 
-    metrics = run_eval(
-        EvalOptions(
-            weights=str(weights), data=str(data), out=str(out), split=split,
-            batch_size=batch_size, workers=workers, hand_model=hand_model, mano_dir=mano_dir,
-            ycb_dir=ycb_dir, max_samples=max_samples, device=device,
-        ),
-        progress=ProgressBar("evaluating").update,
-    )  # fmt: skip
+    metrics = run_eval(options, progress=ProgressBar("evaluating").update)
     print(json_text(_headline(metrics), indent=2))
+
+
+EVAL = options_command(evaluate)
+train_app.command("eval")(EVAL)
 
 
 def _headline(metrics: dict) -> dict:
@@ -147,22 +101,7 @@ def _headline(metrics: dict) -> dict:
     return out
 
 
-@train_app.command("pseudo")
-def pseudo(
-    weights: Annotated[Path, typer.Option(help="trained hoposer checkpoint")],
-    videos: Annotated[
-        Path, typer.Option(help="folder of videos / frame folders, or with annotations.json")
-    ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="pseudo-label folder (shards)")],
-    annotations: Annotated[
-        Path | None, typer.Option(help="Something-Else box file (default VIDEOS/annotations.json)")
-    ] = None,
-    videos_per_shard: Annotated[int, typer.Option(help="videos per shard file")] = 8,
-    tta: Annotated[bool, typer.Option(help="8 test-time augmentations (§5.1)")] = True,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-) -> None:
+def pseudo(options: PseudoOptions) -> None:
     """Pseudo-label unlabelled videos; resumable, `torchrun` ranks share the shards.
 
     Writes shard-*.npz with every frame's prediction and §5.1 statistics, then a filter report
@@ -172,67 +111,30 @@ def pseudo(
     Example: hoposer train pseudo --weights runs/lite/model.safetensors --videos data/videos
     --out data/pseudo
     """
-    from hoposer.train.pseudo.generate import PseudoOptions, generate_pseudo_labels
+    from hoposer.train.pseudo.generate import generate_pseudo_labels
     from hoposer.train.pseudo.report import write_report
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = PseudoOptions(
-        weights=str(weights), videos=str(videos), out=str(out),
-        annotations=str(annotations) if annotations else None,
-        videos_per_shard=videos_per_shard, tta=tta, hand_model=hand_model, mano_dir=mano_dir,
-        device=device,
-    )  # fmt: skip
     counts = generate_pseudo_labels(options, progress=ProgressBar("pseudo-labelling").update)
     from hoposer.train.pseudo.generate import _rank_world
 
     if _rank_world()[0] == 0:
-        report = write_report(out)
+        report = write_report(Path(options.out))
         counts["funnel"] = report["funnel"]["all"]
     print(json_text(counts, indent=2))
 
 
-@train_app.command("adapt")
-def adapt(
-    clips: Annotated[
-        list[Path],
-        typer.Argument(help="video files, frame folders, or folders with annotations.json"),
-    ],
-    weights: Annotated[Path, typer.Option(help="hoposer checkpoint to adapt")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="adapted checkpoint (.safetensors)")],
-    work: Annotated[
-        Path | None, typer.Option(help="work folder (default: OUT's name + .adapt, beside it)")
-    ] = None,
-    data: Annotated[
-        Path | None, typer.Option(help="labelled HO-3D-layout data to mix in (optional)")
-    ] = None,
-    stride: Annotated[
-        int, typer.Option(help="label every n-th frame; 0: ~5 per second of video, folders all")
-    ] = 0,
-    holdout: Annotated[
-        float, typer.Option(help="last fraction of each clip: measured before/after, not trained")
-    ] = 0.2,
-    fov: Annotated[float, typer.Option(help="the clips' horizontal field of view, degrees")] = 60.0,
-    tta: Annotated[bool, typer.Option(help="8 test-time augmentations (§5.1)")] = True,
-    epochs: int = 3,
-    batch_size: int = 16,
-    lr: float = 5e-5,
-    pseudo_ratio: Annotated[
-        float, typer.Option(help="pseudo-labelled samples per labelled one (with --data)")
-    ] = 1.0,
-    max_steps: Annotated[int | None, typer.Option(help="stop training after N steps")] = None,
-    seed: int = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    threads: Annotated[int | None, typer.Option(help="CPU threads (default: the cores)")] = None,
-    min_iou: Annotated[float, typer.Option(help="§5.1 mesh-box IoU to keep a frame")] = 0.6,
-    max_reprojection: Annotated[
-        float, typer.Option(help="§5.1 re-projection distance to keep a frame")
-    ] = 0.65,
-    max_flexion_deg: Annotated[
-        float, typer.Option(help="§5.1 largest finger flexion to keep a frame")
-    ] = 90.0,
-    hand_model: HandModelOpt = "auto",
-    mano_dir: ManoDir = None,
-) -> None:
+PSEUDO = options_command(
+    pseudo,
+    omitted={
+        "batch_frames": "the labelling does not read it (each frame's 8 TTA views are one "
+        "batch); it is only recorded in pseudo.json",
+    },
+)
+train_app.command("pseudo")(PSEUDO)
+
+
+def adapt(options: AdaptOptions) -> None:
     """Adapt weights to your own unlabelled clips (the paper's §5 loop).
 
     TTA pseudo-labels refined to MediaPipe's landmarks, kept by the spatial and temporal
@@ -244,26 +146,30 @@ def adapt(
     Example: hoposer train adapt my_clip.mp4 --weights hoposer/weights/lite-synthetic.safetensors
     --out adapted.safetensors
     """
-    from hoposer.geometry.consistency import Thresholds
     from hoposer.io import check_writable_file
-    from hoposer.train.adapt import AdaptOptions
     from hoposer.train.adapt import adapt as run_adapt
-
-    check_writable_file(out)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = AdaptOptions(
-        clips=tuple(str(c) for c in clips), weights=str(weights), out=str(out),
-        work=str(work) if work else None, data=str(data) if data else None, stride=stride,
-        holdout=holdout, fov=fov, tta=tta, epochs=epochs, batch_size=batch_size, lr=lr,
-        pseudo_ratio=pseudo_ratio, max_steps=max_steps, seed=seed, device=device,
-        threads=threads, hand_model=hand_model, mano_dir=mano_dir,
-        thresholds=Thresholds(min_iou=min_iou, max_reprojection=max_reprojection,
-                              max_flexion_deg=max_flexion_deg),
-    )  # fmt: skip
     from hoposer.train.adapt import report_text
 
+    check_writable_file(Path(options.out))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     report = run_adapt(options, progress=ProgressBar("labelling clips").update)
     print(report_text(report), end="")
+
+
+ADAPT = options_command(
+    adapt,
+    omitted={
+        "checkpoint_every": "adapt's short runs checkpoint every 20 steps, so a rerun continues "
+        "where a killed one stopped; from Python only",
+        **dict.fromkeys(
+            ("thresholds.min_bone_length", "thresholds.max_joint_motion",
+             "thresholds.max_pose_change", "thresholds.shape_sigmas"),
+            "the other §5.1 thresholds keep the paper's values; retune them from Python "
+            "(AdaptOptions.thresholds)",
+        ),
+    },
+)  # fmt: skip
+train_app.command("adapt")(ADAPT)
 
 
 def _remove_if_unstarted(run: Path, fresh: bool) -> None:

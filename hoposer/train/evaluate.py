@@ -34,25 +34,9 @@ from hoposer.train.data.dataset import HandObjectDataset, collate
 from hoposer.train.data.ho3d import GL_TO_CV
 from hoposer.train.fit import resolve_device
 from hoposer.train.metrics import HandEvaluator, ObjectEvaluator
+from hoposer.train.options import EvalOptions
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """What `hoposer train eval` evaluates and where it writes."""
-
-    weights: str
-    data: str
-    out: str
-    split: str = "evaluation"
-    batch_size: int = 16
-    workers: int = 2
-    hand_model: str = "auto"
-    mano_dir: str | None = None
-    ycb_dir: str | None = None
-    max_samples: int | None = None
-    device: str = "auto"
 
 
 @dataclass

@@ -1,12 +1,22 @@
-"""`FitOptions`: everything that defines a training run, each option declared once.
+"""The options of every `hoposer train …` command, each option declared once.
 
-Each field's help text and flag are here (`hoposer.options.option`); `hoposer train fit` is
-generated from them. The module imports no torch, so the command line starts fast.
+`FitOptions`, `SynthOptions`, `EvalOptions`, `PseudoOptions` and `AdaptOptions`: each field's help
+text and flag are here (`hoposer.options.option`), and `hoposer train fit`, `synth`, `eval`,
+`pseudo` and `adapt` are generated from them. The module imports no torch, so the command line
+starts fast; the modules that do the work import their options from here.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from hoposer.geometry.consistency import Thresholds
 from hoposer.options import option
+
+HAND_MODEL = "auto | mano | standin"
+MANO_DIR = "folder with MANO_RIGHT.pkl"
+YCB_DIR = "YCB models folder (<name>/textured_simple.obj) for HO-3D"
+DEVICE = "auto | cpu | cuda"
+TTA = "8 test-time augmentations (§5.1)"
 
 
 @dataclass(frozen=True)
@@ -31,9 +41,9 @@ class FitOptions:
     workers: int = option(2, "data-loading processes")
     seed: int = option(0, "the sample order and every augmentation draw follow from it")
     amp: bool = option(True, "bf16 autocast on GPU")
-    hand_model: str = option("auto", "auto | mano | standin")
-    mano_dir: str | None = option(None, "folder with MANO_RIGHT.pkl")
-    ycb_dir: str | None = option(None, "YCB models folder (<name>/textured_simple.obj) for HO-3D")
+    hand_model: str = option("auto", HAND_MODEL)
+    mano_dir: str | None = option(None, MANO_DIR)
+    ycb_dir: str | None = option(None, YCB_DIR)
     backbone_weights: str | None = option(
         "auto",
         "ImageNet start of a fresh run's backbone: auto (EfficientNet-Lite backbones, e.g. the "
@@ -47,7 +57,7 @@ class FitOptions:
     max_minutes: float | None = option(None, "stop (checkpointed) after this much training time")
     max_samples: int | None = option(None, "use only the first N frames")
     augment: bool = option(True, "augment the training images")
-    device: str = option("auto", "auto | cpu | cuda")
+    device: str = option("auto", DEVICE)
     pseudo: list[str] = option(
         help="pseudo-label folders (self-training, repeatable)", factory=list
     )
@@ -57,3 +67,104 @@ class FitOptions:
         "which §5.1 constraints select pseudo-labels: all | none | no-spatial | no-temporal",
     )
     threads: int | None = option(None, "CPU threads per process (default: the cores available)")
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """What `hoposer train synth` makes."""
+
+    out: str = option(help="dataset folder to write", short="-o", path=True)
+    frames: int = option(1000, "frames to render")
+    seed: int = option(0, "everything is a function of the seed")
+    size: int = option(256, "image side in pixels")
+    split: str = option("train", "train | evaluation")
+    style: str = option("default", "default | shifted (a domain gap)")
+    sequence_length: int = option(100, "frames per sequence")
+    videos: bool = option(False, "smooth clips + Something-Else box annotations (unlabelled use)")
+    hand_model: str = option("standin", "standin | mano")
+    mano_dir: str | None = option(None, MANO_DIR)
+    object_meshes: tuple[str, ...] = option(
+        (), "mesh files to use besides primitives (repeatable)", flag="--object-mesh"
+    )
+    workers: int = option(2, "processes")
+    backgrounds: str | None = option(
+        None, "folder of your own photos: random crops become 70 % of backgrounds", path=True
+    )
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `hoposer train eval` evaluates and where it writes."""
+
+    weights: str = option(help="hoposer checkpoint", path=True)
+    data: str = option(help="HO-3D-layout folder", path=True)
+    out: str = option(help="folder for metrics and pred.json", short="-o", path=True)
+    split: str = option("evaluation", "evaluation | train")
+    batch_size: int = option(16)
+    workers: int = option(2)
+    hand_model: str = option("auto", HAND_MODEL)
+    mano_dir: str | None = option(None, MANO_DIR)
+    ycb_dir: str | None = option(None, YCB_DIR)
+    max_samples: int | None = option(None, "only the first N frames")
+    device: str = option("auto", DEVICE)
+
+
+@dataclass(frozen=True)
+class PseudoOptions:
+    """What `hoposer train pseudo` labels and where it writes."""
+
+    weights: str = option(help="trained hoposer checkpoint", path=True)
+    videos: str = option(
+        help="folder of videos / frame folders, or with annotations.json", path=True
+    )
+    out: str = option(help="pseudo-label folder (shards)", short="-o", path=True)
+    annotations: str | None = option(
+        None, "Something-Else box file (default VIDEOS/annotations.json)", path=True
+    )
+    videos_per_shard: int = option(8, "videos per shard file")
+    tta: bool = option(True, TTA)
+    hand_model: str = option("auto", HAND_MODEL)
+    mano_dir: str | None = option(None, MANO_DIR)
+    device: str = option("auto", DEVICE)
+    batch_frames: int = 4  #: recorded in pseudo.json; each frame's TTA views are one batch
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """What `hoposer train adapt` adapts, to what, and how long it trains."""
+
+    clips: tuple[str, ...] = option(
+        help="video files, frame folders, or folders with annotations.json",
+        path=True,
+        argument=True,
+    )
+    weights: str = option(help="hoposer checkpoint to adapt", path=True)
+    out: str = option(help="adapted checkpoint (.safetensors)", short="-o", path=True)
+    work: str | None = option(
+        None, "work folder (default: OUT's name + .adapt, beside it)", path=True
+    )
+    data: str | None = option(None, "labelled HO-3D-layout data to mix in (optional)", path=True)
+    #: 0: auto (`hoposer.train.adapt.AUTO_RATE` per second of video)
+    stride: int = option(0, "label every n-th frame; 0: ~5 per second of video, folders all")
+    holdout: float = option(0.2, "last fraction of each clip: measured before/after, not trained")
+    fov: float = option(60.0, "the clips' horizontal field of view, degrees")
+    tta: bool = option(True, TTA)
+    epochs: int = option(3)
+    batch_size: int = option(16)
+    lr: float = option(5e-5)
+    pseudo_ratio: float = option(1.0, "pseudo-labelled samples per labelled one (with --data)")
+    max_steps: int | None = option(None, "stop training after N steps")
+    checkpoint_every: int = 20
+    seed: int = option(0)
+    device: str = option("auto", DEVICE)
+    threads: int | None = option(None, "CPU threads (default: the cores)")
+    #: §5.1's thresholds (the paper's by default; its normalisations are ours, see
+    #: `hoposer.geometry.consistency`, so a researcher may need to retune them)
+    thresholds: Thresholds = Thresholds()
+    hand_model: str = option("auto", HAND_MODEL)
+    mano_dir: str | None = option(None, MANO_DIR)
+
+    @property
+    def work_dir(self) -> Path:  # noqa: D102
+        out = Path(self.out)
+        return Path(self.work) if self.work else out.with_name(out.stem + ".adapt")

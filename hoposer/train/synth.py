@@ -49,6 +49,7 @@ from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.hand import HandModel, build_hand_model
 from hoposer.render import Light, MeshInstance, render
 from hoposer.train.data.ho3d import FrameLabel, to_ho3d_meta
+from hoposer.train.options import SynthOptions
 
 HAND_LABEL, OBJECT_LABEL, ARM_LABEL, DISTRACTOR_LABEL = 1, 2, 3, 4
 BACKGROUND_KINDS = ("noise", "stripes", "tiles", "gradient", "clutter", "mixture")
@@ -96,25 +97,6 @@ STYLES = {
         occluder=0.0,
     ),
 }
-
-
-@dataclass(frozen=True)
-class SynthOptions:
-    """What `hoposer train synth` makes."""
-
-    out: str
-    frames: int = 1000
-    seed: int = 0
-    size: int = 256
-    split: str = "train"
-    style: str = "default"
-    sequence_length: int = 100
-    videos: bool = False
-    hand_model: str = "standin"
-    mano_dir: str | None = None
-    object_meshes: tuple[str, ...] = ()
-    workers: int = 2
-    backgrounds: str | None = None  #: a folder of the user's photos to crop backgrounds from
 
 
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:

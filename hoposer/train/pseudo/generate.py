@@ -18,7 +18,7 @@ rank r makes shards r, r + world, …
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -34,6 +34,7 @@ from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
 from hoposer.model.hand import HandModel, hand_model_for_weights
 from hoposer.model.inputs import InputView, prepare, stack
 from hoposer.train.fit import resolve_device
+from hoposer.train.options import PseudoOptions
 from hoposer.train.pseudo.videos import Video, load_videos
 
 log = logging.getLogger(__name__)
@@ -43,22 +44,6 @@ TTA: tuple[tuple[float, float], ...] = tuple(
     (s, r) for s in (1.0, 1.15) for r in (-15.0, -5.0, 5.0, 15.0)
 )
 STATISTICS = ("iou", "reprojection", "bone_length", "joint_angle", "joint_motion", "pose_change")
-
-
-@dataclass(frozen=True)
-class PseudoOptions:
-    """What `hoposer train pseudo` labels and where it writes."""
-
-    weights: str
-    videos: str
-    out: str
-    annotations: str | None = None
-    videos_per_shard: int = 8
-    tta: bool = True
-    hand_model: str = "auto"
-    mano_dir: str | None = None
-    device: str = "auto"
-    batch_frames: int = 4
 
 
 def _rank_world() -> tuple[int, int]:
