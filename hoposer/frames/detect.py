@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from hoposer.errors import HoposerError
+from hoposer.geometry.boxes import box_iou
 from hoposer.geometry.camera import project
 from hoposer.geometry.crop import HAND_BOX_EXPAND, expand_box
 
@@ -73,6 +74,10 @@ class HandDetector(Protocol):
         ...
 
 
+#: two reported hands whose boxes overlap this much are one hand
+SAME_HAND_IOU = 0.5
+
+
 class MediaPipeHandDetector:
     """MediaPipe Hands in tracking (video) or single-image mode, up to two hands.
 
@@ -81,7 +86,19 @@ class MediaPipeHandDetector:
     the next frame. So when nothing is found, the frame is looked at once more by the full
     single-image model (`fallback=True`), which costs a second detection on frames without a
     hand only.
+
+    In video mode MediaPipe runs its palm detector on every frame where it tracks fewer hands
+    than it may report: with one hand in view, looking for a second one took 10 of a 17 ms
+    detection on 2 CPU cores. So while one hand is in view, a one-hand tracker follows it (6.5
+    ms), and the two-hand tracker looks for every hand only on every `SEARCH_EVERY`-th frame and
+    on any frame the one-hand tracker finds nothing; once it sees two hands it runs on every
+    frame (tracking both, it needs no palm detection). A second hand is reported within
+    `SEARCH_EVERY` frames. A hand reported twice (the two-hand tracker, having skipped frames,
+    may follow a hand where it was while finding its palm where it is) is reported once.
     """
+
+    #: frames between two searches for every hand while one hand is followed
+    SEARCH_EVERY = 5
 
     def __init__(
         self,
@@ -96,14 +113,27 @@ class MediaPipeHandDetector:
         with quiet_native_stderr():  # TF Lite / absl start-up chatter
             import mediapipe as mp
 
+            # video mode: the one-hand tracker, and the two-hand search
             self._hands = mp.solutions.hands.Hands(
                 static_image_mode=not video,
-                max_num_hands=2,
+                max_num_hands=1 if video else 2,
                 model_complexity=model_complexity,
                 min_detection_confidence=min_detection_confidence,
                 min_tracking_confidence=min_tracking_confidence,
             )
             self._hands.process(np.zeros((64, 64, 3), np.uint8))  # first-call warnings, too
+            self._search = None
+            if video:
+                self._search = mp.solutions.hands.Hands(
+                    static_image_mode=False,
+                    max_num_hands=2,
+                    model_complexity=model_complexity,
+                    min_detection_confidence=min_detection_confidence,
+                    min_tracking_confidence=min_tracking_confidence,
+                )
+                self._search.process(np.zeros((64, 64, 3), np.uint8))
+            self._unsearched = self.SEARCH_EVERY  # frames since the last search: search first
+            self._hands_in_view = 0  # hands the last search found
             self._fallback = None
             if fallback:
                 self._fallback = mp.solutions.hands.Hands(
@@ -126,17 +156,29 @@ class MediaPipeHandDetector:
     def detect_all(self, rgb: np.ndarray) -> list[HandDetection]:  # noqa: D102
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {rgb.shape} {rgb.dtype}")
-        if self._calls < 3:  # MediaPipe's graph warns once as tracking first engages
-            with quiet_native_stderr():
-                result = self._hands.process(rgb)
+        if self._search is None:
+            found = self._found(self._process(self._hands, rgb), rgb.shape)
         else:
-            result = self._hands.process(rgb)
+            found = []
+            self._unsearched += 1
+            if self._hands_in_view < 2:
+                found = self._found(self._process(self._hands, rgb), rgb.shape)
+            if not found or self._unsearched >= self.SEARCH_EVERY:
+                searched = self._found(self._process(self._search, rgb), rgb.shape)
+                self._unsearched = 0
+                self._hands_in_view = len(searched)
+                if not found or len(searched) > 1:
+                    found = searched
         self._calls += 1
-        if not result.multi_hand_landmarks and self._fallback is not None:
-            result = self._fallback.process(rgb)
+        if not found and self._fallback is not None:
+            found = self._found(self._fallback.process(rgb), rgb.shape)
+        return found
+
+    def _found(self, result, shape: tuple[int, ...]) -> list[HandDetection]:
+        """MediaPipe's hands as `HandDetection`s, each hand once."""
         if not result.multi_hand_landmarks:
             return []
-        height, width = rgb.shape[:2]
+        height, width = shape[:2]
         found = []
         worlds = result.multi_hand_world_landmarks or [None] * len(result.multi_hand_landmarks)
         for landmarks, handedness, world in zip(
@@ -165,12 +207,22 @@ class MediaPipeHandDetector:
                     landmark_weights=_landmark_weights(landmarks.landmark),
                 )
             )
-        return found
+        # A tracker that skipped frames may still follow a hand where it was while its palm is
+        # found again where it is: the same hand twice, the less certain copy is dropped.
+        found.sort(key=lambda d: -d.score)
+        return [d for i, d in enumerate(found)
+                if all(box_iou(d.box, kept.box) < SAME_HAND_IOU for kept in found[:i])]  # fmt: skip
+
+    def _process(self, hands, rgb: np.ndarray):
+        if self._calls < 3:  # MediaPipe's graph warns once as tracking first engages
+            with quiet_native_stderr():
+                return hands.process(rgb)
+        return hands.process(rgb)
 
     def close(self) -> None:  # noqa: D102
-        self._hands.close()
-        if self._fallback is not None:
-            self._fallback.close()
+        for hands in (self._hands, self._search, self._fallback):
+            if hands is not None:
+                hands.close()
 
 
 def _landmark_weights(landmarks) -> np.ndarray | None:

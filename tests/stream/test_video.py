@@ -152,6 +152,28 @@ def test_bad_input_is_one_line_and_exit_2(args, expected, clip, tmp_path, capsys
     assert expected in err
 
 
+def test_mediapipe_video_mode_reports_each_hand_in_view_once():
+    # One hand is followed by the one-hand tracker between searches; two hands side by side
+    # (the frame and its mirror image) are both reported on every frame, each once.
+    images, _ = render_example(frames=20)
+    rgb = [cv2.cvtColor(im, cv2.COLOR_BGR2RGB) for im in images]
+    pairs = [np.ascontiguousarray(np.concatenate([im, im[:, ::-1]], axis=1)) for im in rgb]
+    detector = MediaPipeHandDetector(video=True)
+    try:
+        one = [len(detector.detect_all(im)) for im in rgb]
+    finally:
+        detector.close()
+    detector = MediaPipeHandDetector(video=True)
+    try:
+        two = [detector.detect_all(im) for im in pairs]
+    finally:
+        detector.close()
+    assert one == [1] * len(rgb)
+    assert [len(found) for found in two] == [2] * len(pairs)
+    for left, right in two:  # one hand in each half, not one hand twice
+        assert sorted([left.box[0] < 640, right.box[0] < 640]) == [False, True]
+
+
 def test_mediapipe_finds_the_rendered_hand_and_nothing_in_an_empty_image():
     images, truth = render_example(frames=12)
     K = default_camera_matrix(640, 480)
