@@ -51,6 +51,7 @@ NEITHER = {
     **dict.fromkeys(
         (*(f"stabilizer.thresholds.{f.name}" for f in fields(Thresholds)),
          "stabilizer.shape_window", "stabilizer.shape_min_frames", "stabilizer.shape_min_sigma",
+         "stabilizer.shape_relearn_frames",
          "stabilizer.min_cutoff_hz", "stabilizer.beta_speed", "stabilizer.derivative_cutoff_hz"),
         "tuning of §5.1's checks and of the One-Euro filter: StabilizerOptions, from Python",
     ),

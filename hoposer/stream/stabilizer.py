@@ -38,6 +38,10 @@ class StabilizerOptions:
     shape_window: int = 30  #: accepted frames whose β form the shape reference
     shape_min_frames: int = 10  #: no shape check before this many accepted frames
     shape_min_sigma: float = 0.1  #: floor on σ_C so a very steady β does not flag noise
+    #: frames in a row failing the shape check alone before β's reference is learnt anew: the
+    #: estimate's shape moved for good (another view of the hand, another person), and a
+    #: reference learnt only from accepted frames would otherwise refuse every later frame
+    shape_relearn_frames: int = 15
     min_cutoff_hz: float = 1.0  #: One-Euro: cutoff at rest (lower: smoother, more lag)
     beta_speed: float = 0.5  #: One-Euro: how fast the cutoff grows with speed (higher: less lag)
     derivative_cutoff_hz: float = 1.0
@@ -119,6 +123,7 @@ class Stabilizer:
         self.streak = 0
         self.locked = False
         self.betas: deque[np.ndarray] = deque(maxlen=self.options.shape_window)
+        self.shape_misses = 0  # frames in a row that failed the shape check alone
         o = self.options
         self._filters = {
             name: OneEuroFilter(o.min_cutoff_hz, o.beta_speed, o.derivative_cutoff_hz)
@@ -154,6 +159,10 @@ class Stabilizer:
             stats["shape"] = deviation / max(spread, o.shape_min_sigma)
             if stats["shape"] > o.thresholds.shape_sigmas:
                 failed.append("shape")
+        self.shape_misses = self.shape_misses + 1 if failed == ["shape"] else 0
+        if self.shape_misses >= o.shape_relearn_frames:
+            self.betas.clear()  # the shape check waits for `shape_min_frames` accepted frames
+            self.shape_misses = 0
         self.previous = estimate
 
         if failed:

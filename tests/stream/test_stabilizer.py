@@ -67,6 +67,22 @@ def test_shape_changes_are_flagged_against_the_running_window():
     assert verdicts[20].flags == ("shape",)
 
 
+def test_a_lasting_shape_change_is_learnt_anew_after_a_bounded_stretch():
+    # β moves for good at frame 20 (say the hand turned and the network sees it differently):
+    # after `shape_relearn_frames` frames failing only the shape check, the reference is learnt
+    # anew and the stream locks again, instead of refusing every later frame.
+    rng = np.random.default_rng(1)
+    estimates = [
+        HandEstimate(e.joints_2d, e.joints, e.theta, rng.normal(0.5 * (t >= 20), 0.02, 10))
+        for t, e in enumerate(sequence(60))
+    ]
+    verdicts = run(estimates, relock_frames=3, shape_relearn_frames=10)
+    assert failed_frames(verdicts) == list(range(20, 30))
+    assert all(verdicts[t].flags == ("shape",) for t in range(20, 30))
+    assert [t for t, v in enumerate(verdicts) if not v.stable] == list(range(20, 32))
+    assert all(v.stable for v in verdicts[32:])
+
+
 def test_no_hand_holds_the_last_pose_and_breaks_the_temporal_chain():
     stabilizer = Stabilizer(StabilizerOptions(smoothing=False, relock_frames=2))
     estimates = sequence(6)
