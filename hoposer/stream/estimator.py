@@ -252,8 +252,8 @@ class Stream:
     - a file's or folder's frames come every one, in order: frame t+1 is read and detected
       while frame t is estimated;
     - a live source gives its newest frame only: the worker takes the newest frame when this
-      one is taken (`DetectAhead`). On 2 cores this kept up with a 30 frames/s camera (24.5
-      frames/s one stage after the other) at the same capture → publish latency.
+      one is taken (`DetectAhead`), so frames come out at the pace of the slower stage, not of
+      both, and none waits for more than the frame before it.
 
     Close it (or use `with`) to stop: the worker, the hand detector and a source it opened are
     released.

@@ -256,7 +256,7 @@ class Recorder:
         panel = None
         if self.panel is not None and self.panel.scene is not None:
             panel = self.panel.draw(result)
-        if not self._thread.is_alive():
+        if self._thread.ident is None:  # started by the first frame
             self._thread.start()
         self._queue.put((result, fps, panel))
 
