@@ -144,3 +144,29 @@ def render(
         canvas = cv2.resize(canvas, (width, height), interpolation=cv2.INTER_AREA)
         labels = labels[s // 2 :: s, s // 2 :: s]
     return canvas, np.ascontiguousarray(labels)
+
+
+def silhouette_pixels(
+    vertices, faces, camera_matrix, size: tuple[int, int], supersample: int = 2
+) -> int:
+    """How many label pixels a mesh alone covers, the image extended by its size on every side.
+
+    Sampled as `render`'s label image is (faces filled on the `supersample`× grid, one fine pixel
+    per output pixel), so a rendered label count over this is the share of the mesh the image
+    shows; pixels beyond the image count too, so a part outside the frame counts as hidden.
+    Every face is filled (the union of a closed mesh's faces is its silhouette, culled or not).
+    """
+    width, height = size
+    s = supersample
+    K = np.asarray(camera_matrix, np.float64).copy()
+    K[:2] *= s
+    K[:2, 2] += (s - 1) / 2.0 + np.array([width, height], np.float64) * s
+    tri = np.asarray(vertices, np.float64)[np.asarray(faces, np.int64)]
+    tri = tri[(tri[:, :, 2] > _NEAR).all(axis=1)]
+    projected = tri @ K.T
+    fixed = np.round(projected[..., :2] / projected[..., 2:3] * (1 << _SHIFT))
+    fixed = fixed[(np.abs(fixed) < (1 << 20) * (1 << _SHIFT)).all(axis=(1, 2))].astype(np.int32)
+    canvas = np.zeros((3 * height * s, 3 * width * s), np.uint8)
+    for polygon in fixed:
+        cv2.fillConvexPoly(canvas, polygon, 1, cv2.LINE_8, _SHIFT)
+    return int(canvas[s // 2 :: s, s // 2 :: s].sum())

@@ -19,7 +19,9 @@ The paint is drawn anew for every sequence, so it never says which face is which
 learnable up to the shape's symmetry, and each frame's meta records that symmetry:
 `objSymmetry` = "box" or "cylinder" for primitives, painted or not (the box's group has the 90°
 turns only between equal sides), and the mesh's declared symmetry (`PATH@SYMMETRY`, default
-"none") for a user mesh, whose colours are likewise random.
+"none") for a user mesh, whose colours are likewise random. `objVisible` records the share of
+the object's silhouette the frame shows (`visible_fraction`): the hand, an occluder or the
+frame's edge can hide it all, and such a frame teaches nothing about the object.
 
 `frames` mode writes independent frames grouped in sequences that share a hand shape, skin, an
 object and its paint (like HO-3D's sequences). `videos` mode writes smooth clips: hand pose,
@@ -47,7 +49,7 @@ from hoposer.geometry.control_points import ObjectMesh, object_mesh
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.hand import HandModel, build_hand_model
-from hoposer.render import Light, MeshInstance, render
+from hoposer.render import Light, MeshInstance, render, silhouette_pixels
 from hoposer.train.data.ho3d import FrameLabel, to_ho3d_meta
 from hoposer.train.options import SynthOptions
 
@@ -894,7 +896,20 @@ def _hand_visible(labels: np.ndarray, joints: np.ndarray, K: np.ndarray) -> bool
     return (labels == HAND_LABEL).sum() >= 0.25 * hull
 
 
-def _frame_label(scene: Scene, joints: np.ndarray, hand: HandModel, spec: str) -> FrameLabel:
+def visible_fraction(labels: np.ndarray, vertices: np.ndarray, faces, K: np.ndarray) -> float:
+    """The share of the object's silhouette (`vertices`, camera frame) the label image shows.
+
+    The hand, an occluder and the frame's edge hide parts alike (`render.silhouette_pixels`).
+    """
+    height, width = labels.shape
+    silhouette = silhouette_pixels(vertices, faces, K, (width, height))
+    shown = int((labels == OBJECT_LABEL).sum())
+    return min(1.0, shown / silhouette) if silhouette else 0.0
+
+
+def _frame_label(
+    scene: Scene, joints: np.ndarray, hand: HandModel, spec: str, visible: float
+) -> FrameLabel:
     return FrameLabel(
         image_path=Path(),
         camera_matrix=scene.camera_matrix,
@@ -905,6 +920,7 @@ def _frame_label(scene: Scene, joints: np.ndarray, hand: HandModel, spec: str) -
         object_name=spec,
         object_R=scene.object_R,
         object_t=scene.object_t,
+        object_visible=visible,
     )
 
 
@@ -973,8 +989,13 @@ def _make_sequence(args: tuple[SynthOptions, int, int]) -> list[tuple[str, str, 
                     break
         image = degrade(image, rng, clip_gains)
         frame = f"{i:06d}" if options.videos else f"{i:04d}"
+        paint = sampler.look.paint
+        visible = visible_fraction(
+            labels, paint.vertices @ scene.object_R.T + scene.object_t, paint.faces,
+            scene.camera_matrix,
+        )  # fmt: skip
         meta = to_ho3d_meta(
-            _frame_label(scene, joints, hand, sampler.spec), object_spec=sampler.spec
+            _frame_label(scene, joints, hand, sampler.spec, visible), object_spec=sampler.spec
         )
         meta["objSymmetry"] = sampler.look.paint.symmetry
         quality = int(rng.integers(35, 96))

@@ -14,14 +14,19 @@ SIZE = 64
 K = np.array([[150.0, 0, 48], [0, 150.0, 48], [0, 0, 1]])
 
 
-def _write_frames(root, spec, poses, symmetry=None):
-    """One frame per object pose (same image, same hand), in the HO-3D layout."""
+def _write_frames(root, spec, poses, symmetry=None, visible=None):
+    """One frame per object pose (same image, same hand), in the HO-3D layout.
+
+    `visible`: each frame's `objVisible` (None: not recorded).
+    """
     rng = np.random.default_rng(0)
     joints = np.array([0.0, 0.0, 0.5]) + rng.normal(0, 0.03, (21, 3))
     ids = []
     for i, (R, t) in enumerate(poses):
+        shown = None if visible is None else visible[i]
         label = FrameLabel(root / "x.jpg", K, "standin", joints=joints, object_name=spec,
-                           object_R=R, object_t=t, object_symmetry=symmetry)  # fmt: skip
+                           object_R=R, object_t=t, object_symmetry=symmetry,
+                           object_visible=shown)  # fmt: skip
         meta = to_ho3d_meta(label, object_spec=spec)
         for folder in ("rgb", "meta"):
             (root / "train" / f"S{i}" / folder).mkdir(parents=True, exist_ok=True)
@@ -103,3 +108,13 @@ def test_an_object_out_of_the_frame_is_no_object_to_learn(tmp_path):
     # 0.6 m aside at 0.5 m depth is far outside the 96-px frame, which clips the crop.
     assert unseen["has_object"] == 0.0 and not unseen["object_mask"].any()
     np.testing.assert_allclose(unseen["object_box"], unseen["hand_box"])
+
+
+def test_an_object_the_image_hardly_shows_is_no_object_to_learn(tmp_path):
+    pose = (np.eye(3), np.array([0.01, 0.0, 0.5]))
+    dataset = _write_frames(tmp_path, "box:0.05x0.08x0.03", [pose] * 3, visible=[0.05, 0.5, None])
+    assert read_label(tmp_path, "train", "S1", "0000").object_visible == 0.5
+    hidden, half, unknown = (dataset.make_sample(i) for i in range(3))
+    assert hidden["has_object"] == 0.0 and not hidden["object_mask"].any()
+    # Half shown is enough; a frame that does not record visibility (HO-3D) keeps its object.
+    assert half["has_object"] == 1.0 and unknown["has_object"] == 1.0

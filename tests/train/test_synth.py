@@ -11,7 +11,9 @@ from hoposer.cli import main
 from hoposer.errors import HoposerError
 from hoposer.model.hand import build_hand_model
 from hoposer.model.hand.base import ABDUCTION_LIMITS, FLEXION_LIMITS, POSE_FAMILIES
+from hoposer.render import MeshInstance, render
 from hoposer.train.synth import (
+    OBJECT_LABEL,
     STYLES,
     SceneSampler,
     SynthOptions,
@@ -19,6 +21,7 @@ from hoposer.train.synth import (
     background,
     generate,
     paint_object,
+    visible_fraction,
 )
 
 
@@ -171,9 +174,32 @@ def test_meta_records_object_symmetry_and_cli_rejects_a_missing_photo_folder(tmp
         meta = pickle.loads(path.read_bytes())
         # Primitives, painted or plain, are labelled with their shape's symmetry.
         assert meta["objSpec"].startswith(meta["objSymmetry"] + ":")
+        assert 0.0 <= meta["objVisible"] <= 1.0
         seen.add(meta["objSymmetry"])
     assert seen <= {"box", "cylinder"}
     code = main(["train", "synth", "--out", str(out), "--frames", "1",
                  "--backgrounds", str(tmp_path / "nowhere")])  # fmt: skip
     assert code == 2
     assert "--backgrounds" in capsys.readouterr().err
+
+
+def test_visible_fraction_counts_parts_behind_the_hand_and_out_of_the_frame_as_hidden():
+    K = np.array([[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]])
+    # A 20 x 20 px square facing the camera, as two triangles, and a hand-labelled strip nearer.
+    square = np.array([[-0.1, -0.1, 1.0], [0.1, -0.1, 1.0], [0.1, 0.1, 1.0], [-0.1, 0.1, 1.0]])
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+
+    def shown(object_vertices, hand_vertices=None):
+        meshes = [MeshInstance(object_vertices, faces, (1.0, 0, 0), OBJECT_LABEL, False)]
+        if hand_vertices is not None:
+            meshes.append(MeshInstance(hand_vertices, faces, (0, 1.0, 0), 1, False))
+        _, labels = render(meshes, K, (64, 64))
+        return visible_fraction(labels, object_vertices, faces, K)
+
+    assert shown(square) == 1.0
+    # The hand covers the square's right half (x > 0) from in front of it.
+    strip = np.array([[0.0, -0.3, 0.8], [0.3, -0.3, 0.8], [0.3, 0.3, 0.8], [0.0, 0.3, 0.8]])
+    assert shown(square, strip) == pytest.approx(0.5, abs=0.05)
+    # Moved so that its left half lies beyond the frame's left edge.
+    assert shown(square - [0.32, 0.0, 0.0]) == pytest.approx(0.5, abs=0.05)
+    assert visible_fraction(np.zeros((64, 64), np.uint8), square, faces, K) == 0.0

@@ -16,7 +16,8 @@ joint only in v2's evaluation split), `handBoundingBox` (evaluation), `objRot` (
 `objTrans`, `objName`. Our synthetic data adds `handModel` ("standin" or "mano") and
 `objSpec` (a primitive such as "box:0.06x0.1x0.04", or a mesh path relative to ROOT, either with
 an optional "@SYMMETRY" suffix) and `objSymmetry` ("none", "box" or "cylinder": how the frame's
-object looks, e.g. "none" for a box painted with a different colour on every face). Without
+object looks, e.g. "none" for a box painted with a different colour on every face) and
+`objVisible` (the share of the object's silhouette the image shows, 0-1). Without
 `objSymmetry` the symmetry comes from the spec (`control_points.spec_symmetry`): primitives
 their kind, mesh files and YCB names "none" unless their spec has a suffix.
 """
@@ -62,6 +63,8 @@ class FrameLabel:
     object_t: np.ndarray | None = None  #: (3,)
     #: One of `control_points.SYMMETRIES` (meta `objSymmetry`; `read_label` always sets it).
     object_symmetry: str | None = None
+    #: The share of the object's silhouette the image shows (meta `objVisible`; None: unknown).
+    object_visible: float | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,7 @@ def read_label(root: str | Path, split: str, sequence: str, frame: str) -> Frame
         symmetry = spec_symmetry(str(name)) if name is not None else "none"
     if symmetry not in SYMMETRIES:
         raise HoposerError(f"{meta_path}: objSymmetry {symmetry!r} is not one of {SYMMETRIES}")
+    visible = get("objVisible", (1,))
     return FrameLabel(
         image_path=image_path(root, split, sequence, frame),
         camera_matrix=np.asarray(meta["camMat"], np.float64).reshape(3, 3),
@@ -222,6 +226,7 @@ def read_label(root: str | Path, split: str, sequence: str, frame: str) -> Frame
         object_R=object_R,
         object_t=object_t,
         object_symmetry=str(symmetry),
+        object_visible=float(visible[0]) if visible is not None else None,
     )
 
 
@@ -247,6 +252,8 @@ def to_ho3d_meta(label: FrameLabel, object_spec: str | None = None) -> dict:
         meta["objName"] = label.object_name
         if label.object_symmetry is not None:
             meta["objSymmetry"] = label.object_symmetry
+        if label.object_visible is not None:
+            meta["objVisible"] = float(label.object_visible)
         if object_spec is not None:
             meta["objSpec"] = object_spec
     return meta
