@@ -54,7 +54,9 @@ class VideoOutputs:
         self.summary = self.out.with_name(self.out.stem + ".summary.json")
         self._tmp_video = self.out.with_name(f".{self.out.stem}.partial{self.out.suffix}")
         self._tmp_jsonl = self.jsonl.with_name(f".{self.jsonl.name}.partial")
-        self._lines = open(self._tmp_jsonl, "w", encoding="utf-8")  # noqa: SIM115
+        # Line-buffered: each finished frame's message is in the file at once, for a reader
+        # following the run and for what a kill leaves behind (a block buffer held ~10 frames).
+        self._lines = open(self._tmp_jsonl, "w", encoding="utf-8", buffering=1)  # noqa: SIM115
         self.fps = fps
         self._writer: cv2.VideoWriter | None = None
         self.frames = 0
