@@ -56,13 +56,23 @@ def test_damaged_frames_inside_a_file_are_counted_and_fail_unless_allowed(tmp_pa
 
 
 def _run_and_signal(clip: Path, out: Path, signum: int) -> subprocess.CompletedProcess:
-    """Start `hoposer video`, wait until it has written a frame, send `signum`."""
+    """Start `hoposer video`, wait until it has written a frame, send `signum`.
+
+    The partial messages file is line-buffered, so its first line is the first frame.
+    """
     command = [sys.executable, "-m", "hoposer.cli", "video", str(clip), "--out", str(out),
                "--hands", "right"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    # A job started in the background (nohup, `&`, some CI runners) inherits an ignored SIGINT,
+    # and Python then never turns SIGINT into KeyboardInterrupt. A signal this process handles
+    # instead is reset to its default in the child, which then handles it as a user's would.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     hidden = out.with_name(f".{out.stem}.jsonl.partial")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
