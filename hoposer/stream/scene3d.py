@@ -327,9 +327,7 @@ class Open3DScene:
                 self.object.vertices = o3d.utility.Vector3dVector(self.object_vertices @ R.T + t)
                 self.object.paint_uniform_color(_LIT * OBJECT)
                 self.object.compute_vertex_normals()
-                self.object_axes.vertices = o3d.utility.Vector3dVector(
-                    self.axes_vertices @ R.T + t
-                )
+                self.object_axes.vertices = o3d.utility.Vector3dVector(self.axes_vertices @ R.T + t)
                 if centre is None:
                     centre = t
             self._show("object", self.object, accepted)

@@ -44,8 +44,6 @@ from hoposer.train.options import FitOptions
 log = logging.getLogger(__name__)
 
 
-
-
 def resolve_device(name: str) -> torch.device:
     """`auto` is the GPU when there is one, else the CPU; other names as torch reads them."""
     if name == "auto":

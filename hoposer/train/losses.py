@@ -20,10 +20,12 @@ Three weightings (`hoposer train fit --loss NAME`):
   preset reached peak 0.15 and a soft-argmax error of 0.008 hand-box sides (argmax 0.011);
   `official` peak 0.009, error 0.091 (argmax 0.25).
 
-Object terms are averaged over the grid cells on the object's silhouette only (the public code's
-`obj_mask`), and over the samples whose `has_object` is 1 (eq. 8's B: pseudo-labelled frames
-train the hand only). Hand terms likewise use `has_mano`. Object targets are symmetry-canonical
-(see `train.data.dataset`), so no min-over-symmetries is needed here.
+The object's proposals are trained on the grid cells on its silhouette only (the public code's
+`obj_mask`); their confidences on every cell, towards 0 off the silhouette, so that the decoder's
+most confident cells are silhouette cells. Both average over the samples whose `has_object` is 1
+(eq. 8's B: pseudo-labelled frames train the hand only). Hand terms likewise use `has_mano`.
+Object targets are symmetry-canonical (see `train.data.dataset`), so no min-over-symmetries is
+needed here.
 """
 
 from dataclasses import dataclass
@@ -133,10 +135,13 @@ def hand_object_loss(
             per = (delta.abs().sum(-1) * cells).sum(dim=(1, 2, 3)) / cell_count
             terms["object_points"] = weights.object_points * _masked_mean(per, has_object)
         if weights.object_confidence:
-            target_conf = torch.exp(-delta.detach().norm(dim=-1))
+            # Every cell, with target 0 off the silhouette (the public code masks the target, not
+            # the prediction): the decoder picks each point's most confident cells, and a cell
+            # whose confidence was never trained down would hand PnP an untrained proposal.
+            target_conf = torch.exp(-delta.detach().norm(dim=-1)) * cells
             error = raw.object_confidence - target_conf
             error = error.pow(2) if weights.confidence_squared else error.abs()
-            per = (error * cells).sum(dim=(1, 2, 3)) / cell_count
+            per = error.mean(dim=(1, 2, 3))
             terms["object_confidence"] = weights.object_confidence * _masked_mean(per, has_object)
 
     total = sum(terms.values(), torch.zeros((), device=raw.theta.device))

@@ -52,3 +52,25 @@ def test_the_heatmap_term_is_zero_at_gaussian_targets_and_positive_when_flat():
     assert peaked["heatmaps"] == pytest.approx(0.0, abs=1e-12)
     # 21 joints × Σ t² ≈ 21 / (4π σ²) for a flat prediction: the scale the preset's weight assumes
     assert flat["heatmaps"] == pytest.approx(21 / (4 * np.pi), rel=0.1)
+
+
+def test_confidence_is_trained_towards_zero_off_the_object_silhouette():
+    """The decoder takes each point's most confident cells: off the silhouette they must be low."""
+    weights = LossWeights(joints_2d=0, heatmaps=0, vertices=0, joints_3d=0, pose=0, shape=0,
+                          object_points=0, object_confidence=1.0)  # fmt: skip
+    outputs, batch = _batch_and_outputs("target")
+    points = torch.tensor(np.random.default_rng(1).uniform(0, 1, (2, 21, 2)), dtype=torch.float32)
+    mask = torch.zeros(2, R, R)
+    mask[:, :, : R // 4] = 1  # a quarter of the cells show the object
+    batch.update(object_points_2d=points, object_mask=mask, has_object=torch.ones(2))
+    exact = points[:, None, None].expand(2, R, R, 21, 2)  # every proposal on its target
+
+    def confidence_term(confidence):
+        raw = outputs.raw._replace(object_points=exact, object_confidence=confidence)
+        _, terms = hand_object_loss(outputs._replace(raw=raw), batch, StandInHand(), weights)
+        return terms["object_confidence"]
+
+    on_silhouette_only = mask[..., None].expand(2, R, R, 21)
+    assert confidence_term(on_silhouette_only) == pytest.approx(0.0, abs=1e-6)
+    assert confidence_term(torch.ones(2, R, R, 21)) == pytest.approx(0.75, rel=1e-5)
+    assert confidence_term(torch.zeros(2, R, R, 21)) == pytest.approx(0.25, rel=1e-5)
