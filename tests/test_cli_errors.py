@@ -54,6 +54,32 @@ CASES = {
         ["train", "fit", "--data", "{root}/missing", "--out", "{root}/run_missing"],
         "does not exist",
     ),
+    "train fit with an unknown loss term": (
+        [
+            "train",
+            "fit",
+            "--data",
+            "{views}",
+            "--out",
+            "{root}/run_term",
+            "--loss-weight",
+            "heatmap=300",
+        ],
+        "'heatmap' is not a loss term",
+    ),  # fmt: skip
+    "train fit with a negative loss weight": (
+        [
+            "train",
+            "fit",
+            "--data",
+            "{views}",
+            "--out",
+            "{root}/run_weight",
+            "--loss-weight",
+            "heatmaps=-1",
+        ],
+        "must be a number ≥ 0",
+    ),  # fmt: skip
     "train synth into /proc": (
         ["train", "synth", "--out", "{unwritable}/synth", "--frames", "1"],
         "cannot write",

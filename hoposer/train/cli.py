@@ -48,10 +48,9 @@ def fit(
     """
     from hoposer.io import check_writable_folder
     from hoposer.train.fit import fit as run_fit
-    from hoposer.train.losses import LOSS_PRESETS
+    from hoposer.train.losses import loss_weights
 
-    if options.loss not in LOSS_PRESETS:
-        raise HoposerError(f"--loss must be one of {sorted(LOSS_PRESETS)}, not {options.loss!r}")
+    loss_weights(options.loss, options.loss_weight)  # a one-line error before any work
     if not Path(options.data).is_dir():
         raise HoposerError(
             f"--data {options.data} does not exist or is not a folder (make one with `hoposer "

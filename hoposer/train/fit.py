@@ -38,7 +38,7 @@ from hoposer.threads import configure_threads
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset
 from hoposer.train.hooks import Budget, Checkpointer, EpochProgress, MetricsWriter
 from hoposer.train.loop import HookBase, Trainer
-from hoposer.train.losses import LOSS_PRESETS
+from hoposer.train.losses import loss_weights
 from hoposer.train.options import FitOptions
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
         epochs=options.epochs,
         batch_size=options.batch_size,
         workers=options.workers,
-        loss_weights=LOSS_PRESETS[options.loss],
+        loss_weights=loss_weights(options.loss, options.loss_weight),
         amp=options.amp,
         device=device,
         rank=rank,

@@ -28,10 +28,14 @@ Object targets are symmetry-canonical (see `train.data.dataset`), so no min-over
 needed here.
 """
 
+import dataclasses
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from hoposer.errors import HoposerError
 from hoposer.geometry.rotations import axis_angle_to_matrix
 from hoposer.model.hand import HandModel
 from hoposer.model.network import TrainingOutputs
@@ -53,6 +57,13 @@ class LossWeights:
     confidence_squared: bool = False  #: paper: squared error; public code: L1
 
 
+#: The weighted terms, named as `hand_object_loss` reports them (`--loss-weight TERM=VALUE`)
+TERMS = tuple(
+    field.name
+    for field in dataclasses.fields(LossWeights)
+    if field.type in (float, "float") and field.name != "heatmap_sigma"
+)
+
 #: The default `--loss` preset (see the module docstring).
 DEFAULT_LOSS = "heatmaps"
 
@@ -71,6 +82,37 @@ LOSS_PRESETS = {
         confidence_squared=True,
     ),
 }
+
+
+def loss_weights(preset: str, changes: Sequence[str] = ()) -> LossWeights:
+    """A `LOSS_PRESETS` entry with `changes` ("TERM=VALUE", `--loss-weight`) applied.
+
+    Raises:
+        HoposerError: an unknown preset or term, or a value that is not a number ≥ 0.
+    """
+    if preset not in LOSS_PRESETS:
+        raise HoposerError(
+            f"--loss must be one of {', '.join(sorted(LOSS_PRESETS))}, not {preset!r}"
+        )
+    weights = LOSS_PRESETS[preset]
+    for change in changes:
+        term, _, text = change.partition("=")
+        term = term.strip()
+        if term not in TERMS:
+            raise HoposerError(
+                f"--loss-weight {change}: {term!r} is not a loss term; give TERM=VALUE with TERM "
+                f"one of {', '.join(TERMS)}"
+            )
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0.0 <= value < math.inf:
+            raise HoposerError(
+                f"--loss-weight {change}: the value must be a number ≥ 0, e.g. {term}=300"
+            )
+        weights = dataclasses.replace(weights, **{term: value})
+    return weights
 
 
 def gaussian_heatmaps(joints: torch.Tensor, size: int, sigma: float) -> torch.Tensor:

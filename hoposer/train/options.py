@@ -38,6 +38,12 @@ class FitOptions:
         "loss weights: heatmaps (official + supervised heatmaps) | official (public code) | "
         "paper (the text's λ); see hoposer/train/losses.py",
     )
+    loss_weight: tuple[str, ...] = option(
+        (),
+        "TERM=VALUE: one weight of the --loss preset changed, e.g. heatmaps=300 (repeatable; "
+        "terms and their scales: hoposer/train/losses.py, bench/loss_gradients.py)",
+        flag="--loss-weight",
+    )
     workers: int = option(2, "data-loading processes")
     seed: int = option(0, "the sample order and every augmentation draw follow from it")
     amp: bool = option(True, "bf16 autocast on GPU")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hoposer.errors import HoposerError
 from hoposer.model.hand import StandInHand
 from hoposer.model.network import RawOutputs, TrainingOutputs
 from hoposer.train.fit import FitOptions
@@ -15,6 +16,7 @@ from hoposer.train.losses import (
     LossWeights,
     gaussian_heatmaps,
     hand_object_loss,
+    loss_weights,
 )
 
 R = 16
@@ -74,3 +76,15 @@ def test_confidence_is_trained_towards_zero_off_the_object_silhouette():
     assert confidence_term(on_silhouette_only) == pytest.approx(0.0, abs=1e-6)
     assert confidence_term(torch.ones(2, R, R, 21)) == pytest.approx(0.75, rel=1e-5)
     assert confidence_term(torch.zeros(2, R, R, 21)) == pytest.approx(0.25, rel=1e-5)
+
+
+def test_loss_weight_changes_one_term_of_a_preset():
+    weights = loss_weights("heatmaps", ["heatmaps=300", "object_points = 1e3"])
+    assert weights == dataclasses.replace(
+        LOSS_PRESETS["heatmaps"], heatmaps=300.0, object_points=1000.0
+    )
+    assert loss_weights("official") is LOSS_PRESETS["official"]
+    for bad in ("heatmap_sigma=2", "confidence_squared=1", "heatmaps", "heatmaps=nan",
+                "heatmaps=inf"):  # fmt: skip
+        with pytest.raises(HoposerError, match="--loss-weight"):
+            loss_weights("heatmaps", [bad])
