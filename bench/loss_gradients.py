@@ -1,7 +1,7 @@
 """How much of the shared backbone's gradient each loss term gives: is one task starving another?
 
     python bench/loss_gradients.py --data DATA [--weights W] [--loss heatmaps] [--batch 32]
-        [--loss-weight heatmaps=300 ...]
+        [--loss-weight heatmaps=3e4 ...]
 
 One augmented batch of the training split of DATA (an HO-3D-layout folder, e.g. `hoposer train
 synth` output) through the network in training mode; each weighted term of `hand_object_loss` is

@@ -40,7 +40,7 @@ class FitOptions:
     )
     loss_weight: tuple[str, ...] = option(
         (),
-        "TERM=VALUE: one weight of the --loss preset changed, e.g. heatmaps=300 (repeatable; "
+        "TERM=VALUE: one weight of the --loss preset changed, e.g. heatmaps=3e4 (repeatable; "
         "terms and their scales: hoposer/train/losses.py, bench/loss_gradients.py)",
         flag="--loss-weight",
     )
