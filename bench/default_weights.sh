@@ -62,8 +62,6 @@ PY
 hoposer train eval --weights "$data/run/model.safetensors" --data "$data" --out "$data/eval" \
   --hand-model standin --workers "$workers"
 cp "$data/eval/metrics.json" "$out/eval_metrics.json"
-log "total"
-log "evaluated: $out/eval_metrics.json"
 photos=${PHOTOS:-$(dirname "$0")/../../shared/realphotos}
 if [[ -d "$photos" ]]; then
   # One torch thread: MediaPipe runs its own threads beside the network.
@@ -73,3 +71,4 @@ if [[ -d "$photos" ]]; then
 else
   log "no real photos at $photos (set PHOTOS=DIR): transfer not scored"
 fi
+log "total"
