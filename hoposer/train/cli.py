@@ -120,6 +120,8 @@ def pseudo(options: PseudoOptions) -> None:
     if _rank_world()[0] == 0:
         report = write_report(Path(options.out))
         counts["funnel"] = report["funnel"]["all"]
+        if "accuracy" in report:  # clips with ground truth: how good the kept labels are
+            counts["accuracy"] = report["accuracy"]["all"]
     print(json_text(counts, indent=2))
 
 

@@ -10,6 +10,7 @@ from hoposer.cli import main
 from hoposer.geometry.consistency import spatial_statistics, temporal_statistics
 from hoposer.model import get_config
 from hoposer.train.pseudo.generate import STATISTICS
+from hoposer.train.pseudo.report import label_errors
 from hoposer.train.pseudo.select import PseudoLabels, load_shards, select
 from hoposer.train.synth import SynthOptions, generate
 
@@ -85,6 +86,27 @@ def test_each_constraint_rejects_exactly_its_frames():
     assert keep.all()
 
 
+def test_label_errors_separate_articulation_global_rotation_and_2d():
+    truth = np.stack([straight_hand(), straight_hand()])
+    quarter_turn = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    wrist_relative = truth - truth[:, :1]
+    joints_2d = np.stack([project(t, K_TEST) for t in truth])
+    joints_2d[1] += [3.0, 4.0]  # 5 px off
+    box = np.r_[joints_2d[0].min(0), joints_2d[0].max(0)]
+    labels = PseudoLabels(
+        video=np.array(["v", "v"]), image=np.array(["a", "b"]), hand_box=np.stack([box, box]),
+        object_box=np.full((2, 4), np.nan), joints_2d=joints_2d,
+        joints_3d=np.stack([wrist_relative[0], wrist_relative[1] @ quarter_turn.T]),
+        theta=np.zeros((2, 48)), beta=np.zeros((2, 10)), stats={},
+    )  # fmt: skip
+    errors = label_errors(labels, truth, np.stack([K_TEST, K_TEST]))
+    np.testing.assert_allclose(errors["pa_mpjpe_mm"], 0.0, atol=1e-4)  # same articulation
+    turned = np.linalg.norm(wrist_relative[1] @ quarter_turn.T - wrist_relative[1], axis=1)
+    np.testing.assert_allclose(errors["wrist_relative_mm"], [0.0, 1000 * turned.mean()])
+    assert errors["wrist_relative_mm"][1] > 50
+    np.testing.assert_allclose(errors["joints_2d"], [0.0, 5.0 / np.hypot(*(box[2:] - box[:2]))])
+
+
 def test_pseudo_labelling_is_sharded_resumable_and_reported(clips, weights, tmp_path):
     out = tmp_path / "pseudo"
     args = ["train", "pseudo", "--weights", str(weights), "--videos", str(clips), "--out",
@@ -97,6 +119,12 @@ def test_pseudo_labelling_is_sharded_resumable_and_reported(clips, weights, tmp_
     assert np.isnan(labels.stats["joint_motion"][0]) and np.isfinite(labels.stats["iou"]).all()
     report = json.loads((out / "report.json").read_text())
     assert report["funnel"]["none"]["kept"] == 12
+    # Synthetic clips carry ground truth, so the report says how accurate each variant's labels
+    # are (a random network: far off, but measured on every frame).
+    for name, parts in report["accuracy"].items():
+        assert parts["kept"]["frames"] + parts["rejected"]["frames"] == 12
+        assert parts["kept"]["frames"] == report["funnel"][name]["kept"]
+    assert report["accuracy"]["none"]["kept"]["pa_mpjpe_mm"] > 1.0
     assert (out / "examples.png").stat().st_size > 1000 and (out / "histograms.png").is_file()
     # A killed run: one shard missing, a temporary file left behind. The rerun makes only it.
     stamps = {p.name: p.stat().st_mtime_ns for p in shards}

@@ -1,10 +1,11 @@
 """The pseudo-label filter report: a funnel per filter variant, histograms, example frames.
 
 Writes into the pseudo-label folder: `report.json` (frames left after each stage, for every
-variant of `select.FILTERS`), `funnel.png`, `histograms.png` (each §5.1 statistic with its
-threshold), and `examples.png` (kept frames on top, rejected below: the predicted 2D joints, and
-dimmed, the 3D joints projected by the frame's fitted weak-perspective camera — where the two
-skeletons disagree, the re-projection constraint bites).
+variant of `select.FILTERS`; and where the clips carry ground truth, as synthetic clips do, how
+accurate the kept and the rejected labels are), `funnel.png`, `histograms.png` (each §5.1
+statistic with its threshold), and `examples.png` (kept frames on top, rejected below: the
+predicted 2D joints, and dimmed, the 3D joints projected by the frame's fitted weak-perspective
+camera — where the two skeletons disagree, the re-projection constraint bites).
 """
 
 from pathlib import Path
@@ -12,11 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hoposer.errors import HoposerError
 from hoposer.frames.draw import draw_skeleton
 from hoposer.frames.sources import read_frames
 from hoposer.geometry.camera import fit_weak_perspective, weak_perspective_project
 from hoposer.geometry.consistency import Thresholds
 from hoposer.io import atomic_path, json_text, write_text_atomic
+from hoposer.train.data.ho3d import read_label
+from hoposer.train.metrics import ho3d_procrustes
 from hoposer.train.pseudo.select import FILTERS, PseudoLabels, load_shards, select
 
 _LIMITS = {
@@ -38,10 +42,73 @@ def write_report(folder: str | Path, thresholds: Thresholds | None = None) -> di
     keep, _ = select(labels, "all", thresholds)
     report = {"frames": len(labels), "videos": int(len(np.unique(labels.video))),
               "funnel": funnels}  # fmt: skip
+    truth = ground_truth(labels)
+    if truth is not None:
+        errors = label_errors(labels, *truth)
+        report["accuracy"] = {}
+        for name in FILTERS:
+            kept = select(labels, name, thresholds)[0]
+            report["accuracy"][name] = {"kept": _means(errors, kept),
+                                        "rejected": _means(errors, ~kept)}  # fmt: skip
     write_text_atomic(folder / "report.json", json_text(report, indent=2) + "\n")
     _plot(labels, funnels["all"], thresholds, folder)
     _examples(labels, keep, folder / "examples.png")
     return report
+
+
+def ground_truth(labels: PseudoLabels) -> tuple[np.ndarray, np.ndarray] | None:
+    """The true joints `(N, 21, 3)` (camera frame, metres) and camera matrices `(N, 3, 3)`.
+
+    Read from HO-3D-layout meta files beside the frames (`SPLIT/SEQ/rgb/F.jpg` →
+    `SPLIT/SEQ/meta/F.pkl`, what `train synth --videos` writes); None unless every frame has
+    one with 3D joints.
+    """
+    joints, cameras = [], []
+    for image in labels.image:
+        path = Path(str(image))
+        if path.parent.name != "rgb" or len(path.parents) < 4:
+            return None
+        if not (path.parents[1] / "meta" / f"{path.stem}.pkl").is_file():
+            return None
+        try:
+            label = read_label(path.parents[3], path.parents[2].name, path.parents[1].name,
+                               path.stem)  # fmt: skip
+        except HoposerError:
+            return None
+        if label.joints is None:
+            return None
+        joints.append(label.joints)
+        cameras.append(label.camera_matrix)
+    return np.asarray(joints), np.asarray(cameras)
+
+
+def label_errors(
+    labels: PseudoLabels, true_joints: np.ndarray, cameras: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Each label's error against the truth, per frame `(N,)`.
+
+    `pa_mpjpe_mm`: joints after HO-3D's Procrustes alignment (the articulation alone);
+    `wrist_relative_mm`: joints with the wrists put together (articulation, global rotation and
+    scale); `joints_2d`: 2D joints in pixels over the hand box's diagonal, as
+    `bench/real_photos.py` measures.
+    """
+    truth = true_joints - true_joints[:, :1]
+    predicted = labels.joints_3d - labels.joints_3d[:, :1]
+    aligned = np.stack([ho3d_procrustes(t, p) for t, p in zip(truth, predicted, strict=True)])
+    projected = np.einsum("nij,nkj->nki", cameras, true_joints)
+    projected = projected[..., :2] / projected[..., 2:]
+    diagonal = np.linalg.norm(labels.hand_box[:, 2:] - labels.hand_box[:, :2], axis=1)
+    return {
+        "pa_mpjpe_mm": 1000 * np.linalg.norm(aligned - truth, axis=-1).mean(-1),
+        "wrist_relative_mm": 1000 * np.linalg.norm(predicted - truth, axis=-1).mean(-1),
+        "joints_2d": np.linalg.norm(labels.joints_2d - projected, axis=-1).mean(-1) / diagonal,
+    }
+
+
+def _means(errors: dict[str, np.ndarray], mask: np.ndarray) -> dict:
+    if not mask.any():
+        return {"frames": 0}
+    return {"frames": int(mask.sum()), **{k: float(v[mask].mean()) for k, v in errors.items()}}
 
 
 def _plot(labels: PseudoLabels, funnel: dict, thresholds: Thresholds, folder: Path) -> None:
