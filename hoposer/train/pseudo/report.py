@@ -97,7 +97,9 @@ def label_errors(
     aligned = np.stack([ho3d_procrustes(t, p) for t, p in zip(truth, predicted, strict=True)])
     projected = np.einsum("nij,nkj->nki", cameras, true_joints)
     projected = projected[..., :2] / projected[..., 2:]
-    diagonal = np.linalg.norm(labels.hand_box[:, 2:] - labels.hand_box[:, :2], axis=1)
+    # At least a pixel: a degenerate box must not put inf into the strict report.json.
+    sides = labels.hand_box[:, 2:] - labels.hand_box[:, :2]
+    diagonal = np.maximum(np.linalg.norm(sides, axis=1), 1.0)
     return {
         "pa_mpjpe_mm": 1000 * np.linalg.norm(aligned - truth, axis=-1).mean(-1),
         "wrist_relative_mm": 1000 * np.linalg.norm(predicted - truth, axis=-1).mean(-1),
