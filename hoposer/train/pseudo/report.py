@@ -16,7 +16,7 @@ import numpy as np
 from hoposer.errors import HoposerError
 from hoposer.frames.draw import draw_skeleton
 from hoposer.frames.sources import read_frames
-from hoposer.geometry.camera import fit_weak_perspective, weak_perspective_project
+from hoposer.geometry.camera import fit_weak_perspective, project, weak_perspective_project
 from hoposer.geometry.consistency import Thresholds
 from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.train.data.ho3d import read_label
@@ -38,21 +38,20 @@ def write_report(folder: str | Path, thresholds: Thresholds | None = None) -> di
     folder = Path(folder)
     thresholds = thresholds or Thresholds()
     labels = load_shards([folder])
-    funnels = {name: select(labels, name, thresholds)[1] for name in FILTERS}
-    keep, _ = select(labels, "all", thresholds)
+    selections = {name: select(labels, name, thresholds) for name in FILTERS}  # (keep, funnel)
+    funnels = {name: funnel for name, (_, funnel) in selections.items()}
     report = {"frames": len(labels), "videos": int(len(np.unique(labels.video))),
               "funnel": funnels}  # fmt: skip
     truth = ground_truth(labels)
     if truth is not None:
         errors = label_errors(labels, *truth)
-        report["accuracy"] = {}
-        for name in FILTERS:
-            kept = select(labels, name, thresholds)[0]
-            report["accuracy"][name] = {"kept": _means(errors, kept),
-                                        "rejected": _means(errors, ~kept)}  # fmt: skip
+        report["accuracy"] = {
+            name: {"kept": _means(errors, keep), "rejected": _means(errors, ~keep)}
+            for name, (keep, _) in selections.items()
+        }
     write_text_atomic(folder / "report.json", json_text(report, indent=2) + "\n")
     _plot(labels, funnels["all"], thresholds, folder)
-    _examples(labels, keep, folder / "examples.png")
+    _examples(labels, selections["all"][0], folder / "examples.png")
     return report
 
 
@@ -95,8 +94,7 @@ def label_errors(
     truth = true_joints - true_joints[:, :1]
     predicted = labels.joints_3d - labels.joints_3d[:, :1]
     aligned = np.stack([ho3d_procrustes(t, p) for t, p in zip(truth, predicted, strict=True)])
-    projected = np.einsum("nij,nkj->nki", cameras, true_joints)
-    projected = projected[..., :2] / projected[..., 2:]
+    projected = np.stack([project(j, K) for j, K in zip(true_joints, cameras, strict=True)])
     # At least a pixel: a degenerate box must not put inf into the strict report.json.
     sides = labels.hand_box[:, 2:] - labels.hand_box[:, :2]
     diagonal = np.maximum(np.linalg.norm(sides, axis=1), 1.0)
