@@ -16,8 +16,9 @@
    goes into one pseudo-label shard in `hoposer train pseudo`'s format, where `select` keeps the
    frames passing every §5.1 constraint (spatial, smoothness, shape).
 3. **Fine-tune** from the given weights with `hoposer train fit`'s loop (`--pseudo`, filters
-   `all`), optionally mixed with labelled data (`--data`); pseudo-labelled samples carry no
-   object label, so eq. 8's mask B removes the object terms for them.
+   `all`) for `steps` steps at a constant lr, cycling the kept frames as often as that takes,
+   optionally mixed with labelled data (`--data`); pseudo-labelled samples carry no object
+   label, so eq. 8's mask B removes the object terms for them.
 4. **Measure** the held-out frames before and after with the network alone (one forward, no
    refinement): the §5 pass rate (spatial + smoothness, i.e. what the stream's stabilizer checks)
    and the 2D agreement with MediaPipe's landmarks (mean joint distance over the landmarks' box
@@ -32,6 +33,7 @@ so the resumed result equals an uninterrupted one.
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -541,13 +543,14 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
     # 4. fine-tune (fit's loop; resumes from state.pt)
     run = work / "run"
     fit_options = FitOptions(
-        data=options.data, out=str(run), epochs=options.epochs, batch_size=options.batch_size,
-        lr=options.lr, lr_step=max(options.epochs, 1), lr_gamma=1.0, workers=0,
+        data=options.data, out=str(run), epochs=1, batch_size=options.batch_size,
+        lr=options.lr, lr_step=1, lr_gamma=1.0, workers=0,
         seed=options.seed, hand_model=labeller.hand_model.name, mano_dir=options.mano_dir,
         init_weights=options.weights, checkpoint_every=options.checkpoint_every,
-        max_steps=options.max_steps, device=options.device, threads=options.threads,
+        max_steps=options.steps, device=options.device, threads=options.threads,
         pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_filters="none",
     )  # fmt: skip
+    fit_options = replace(fit_options, epochs=_epochs_for(fit_options, labeller.single.model))
     clock["measured_before"] = time.perf_counter()
     # A finished run is not resumed: stopped by --max-steps, `fit` would take one more step.
     done = run / "done.json"
@@ -578,6 +581,14 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
     write_text_atomic(work / "report.json", json_text(report, indent=2) + "\n")
     write_text_atomic(work / "report.txt", report_text(report))
     return report
+
+
+def _epochs_for(options, model) -> int:
+    """The passes over the training set that `options.max_steps` steps take (the last cut short)."""
+    from hoposer.train.fit import build_datasets
+
+    per_epoch = math.ceil(len(build_datasets(options, model.config)) / options.batch_size)
+    return max(1, math.ceil(options.max_steps / per_epoch))
 
 
 def _training_summary(run: Path, summary: dict) -> dict:
@@ -612,8 +623,8 @@ def _check(options: AdaptOptions) -> None:
         raise HoposerError(f"--holdout must be in [0, 1), not {options.holdout}")
     if options.stride < 0:
         raise HoposerError(f"--stride must be 0 (auto) or a frame count, not {options.stride}")
-    counts = {"epochs": options.epochs, "batch-size": options.batch_size,
-              "max-steps": options.max_steps, "threads": options.threads}  # fmt: skip
+    counts = {"steps": options.steps, "batch-size": options.batch_size,
+              "threads": options.threads}  # fmt: skip
     for name, value in counts.items():
         if value is not None and value < 1:
             raise HoposerError(f"--{name} must be at least 1, not {value}")
