@@ -548,7 +548,8 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
         seed=options.seed, hand_model=labeller.hand_model.name, mano_dir=options.mano_dir,
         init_weights=options.weights, checkpoint_every=options.checkpoint_every,
         max_steps=options.steps, device=options.device, threads=options.threads,
-        pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_filters="none",
+        pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_repeat=True,
+        pseudo_filters="none",
     )  # fmt: skip
     fit_options = replace(fit_options, epochs=_epochs_for(fit_options, labeller.single.model))
     clock["measured_before"] = time.perf_counter()

@@ -68,6 +68,11 @@ class FitOptions:
         help="pseudo-label folders (self-training, repeatable)", factory=list
     )
     pseudo_ratio: float = option(1.0, "pseudo-labelled samples per labelled sample")
+    pseudo_repeat: bool = option(
+        False,
+        "make up --pseudo-ratio when fewer pseudo-labels are kept by using each several times "
+        "(each time newly augmented); without it every kept one is used once per epoch",
+    )
     pseudo_filters: str = option(
         "all",
         "which §5.1 constraints select pseudo-labels: all | none | no-spatial | no-temporal",

@@ -2,8 +2,10 @@
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
+import pytest
 from skeletons import K_TEST, project, straight_hand
 
 from hoposer.cli import main
@@ -160,6 +162,34 @@ def test_self_training_mixes_pseudo_labels_without_object_loss(clips, weights, t
     assert main(args) == 0
     summary = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert summary["images"] == 8  # 4 labelled + 4 pseudo-labelled
+    # Four pseudo-labelled samples per labelled one ask for 16 of the 12 kept: used once each
+    # unless --pseudo-repeat makes up the ratio.
+    args[args.index("--pseudo-ratio") + 1] = "4"
+    for repeat, images in (([], 4 + 12), (["--pseudo-repeat"], 4 + 16)):
+        shutil.rmtree(run)
+        assert main([*args, *repeat]) == 0
+        summary = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+        assert summary["images"] == images
+
+
+def test_a_repeated_pseudo_label_is_augmented_anew(clips, weights, tmp_path):
+    from hoposer.train.data.dataset import Augmentation
+    from hoposer.train.pseudo.dataset import PseudoLabelDataset
+
+    out = tmp_path / "pseudo"
+    assert main(["train", "pseudo", "--weights", str(weights), "--videos", str(clips), "--out",
+                 str(out), "--device", "cpu", "--no-tta"]) == 0  # fmt: skip
+    plain = PseudoLabelDataset([out], SIZE, 16, Augmentation(), filters="none")
+    longer = PseudoLabelDataset([out], SIZE, 16, Augmentation(), filters="none")
+    frames = len(plain)
+    longer.repeat_to(2 * frames + 1)
+    assert len(longer) == 2 * frames + 1
+    first, again = longer[3], longer[3 + frames]
+    assert int(first["index"]) == int(again["index"]) == 3  # the same frame ...
+    assert not np.array_equal(first["image"], again["image"])  # ... drawn anew
+    assert np.array_equal(first["image"], plain[3]["image"])  # the first draw is the plain one
+    with pytest.raises(IndexError):
+        longer[2 * frames + 1]
 
 
 def test_unannotated_bmp_frames_and_a_video_are_detected_labelled_and_read_back(weights, tmp_path):

@@ -47,26 +47,40 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
         self.input_size, self.grid_size = input_size, grid_size
         self.augmentation = augmentation or Augmentation.none()
         self.seed, self.epoch = seed, 0
+        self.samples = len(self.labels)
+
+    def repeat_to(self, samples: int) -> None:
+        """Give `samples` samples per epoch by using each kept frame again, newly augmented.
+
+        Sample i is frame i mod N in its (i div N)-th draw; the first draws are the plain set's.
+        """
+        self.samples = max(int(samples), len(self.labels))
 
     def set_epoch(self, epoch: int) -> None:  # noqa: D102
         self.epoch = epoch
 
     def __len__(self) -> int:  # noqa: D105
-        return len(self.labels)
+        return self.samples
 
     def __getitem__(self, index: int) -> dict | None:  # noqa: D105
+        if not 0 <= index < self.samples:
+            raise IndexError(index)
         try:
             return self.make_sample(index)
         except (HoposerError, OSError, ValueError, cv2.error) as err:
-            log.warning("skipping pseudo-label %s: %s", self.labels.image[index], err)
+            log.warning(
+                "skipping pseudo-label %s: %s", self.labels.image[index % len(self.labels)], err
+            )
             return None
 
     def make_sample(self, index: int) -> dict:
         """Build sample `index` (raises on unreadable frames)."""
         lab = self.labels
+        draw, index = divmod(index, len(lab))
         image = cv2.cvtColor(read_frame(str(lab.image[index])), cv2.COLOR_BGR2RGB)
         height, width = image.shape[:2]
-        rng = np.random.default_rng((self.seed, self.epoch, index, 1))  # 1: the pseudo set
+        key = (self.seed, self.epoch, index, 1) + ((draw,) if draw else ())  # 1: the pseudo set
+        rng = np.random.default_rng(key)
         aug = self.augmentation
         object_box = lab.object_box[index]
         has_box = bool(np.isfinite(object_box).all())
@@ -107,7 +121,9 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
 def mixed_dataset(labelled: HandObjectDataset, options, config, augmentation: Augmentation):
     """Labelled ∪ pseudo-labelled, with `options.pseudo_ratio` pseudo samples per labelled one.
 
-    When there are more kept pseudo-labels than the ratio allows, a fixed (seeded) subset is used.
+    When there are more kept pseudo-labels than the ratio allows, a fixed (seeded) subset is used;
+    when there are fewer, each is used once (or, with `options.pseudo_repeat`, as often as the
+    ratio asks).
     """
     pseudo = PseudoLabelDataset(
         options.pseudo,
@@ -121,6 +137,8 @@ def mixed_dataset(labelled: HandObjectDataset, options, config, augmentation: Au
     wanted = int(round(options.pseudo_ratio * len(labelled)))
     if wanted <= 0:
         return labelled
+    if wanted > len(pseudo) and options.pseudo_repeat:
+        pseudo.repeat_to(wanted)
     part = pseudo
     if wanted < len(pseudo):
         order = np.random.default_rng(options.seed).permutation(len(pseudo))[:wanted]
