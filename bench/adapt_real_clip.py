@@ -1,7 +1,7 @@
 """`hoposer train adapt` on a real clip: adapt on its first part, measure the rest, before vs after.
 
     python bench/adapt_real_clip.py [--clip ../shared/realphotos/fpha_raw1.mp4] [--weights W]
-                                    [--work /tmp/adapt-real] [--holdout 0.3] [--steps 300]
+                                    [--work /tmp/adapt-real] [--holdout 0.3] [--max-steps 300]
                                     [--lr 2e-4] [--stride 1]
 
 Adapts the weights on the first (1 − holdout) of the clip (`hoposer train adapt --holdout`), then
@@ -104,7 +104,7 @@ def main() -> int:
     )
     parser.add_argument("--work", default="/tmp/adapt-real")
     parser.add_argument("--holdout", type=float, default=0.3)
-    parser.add_argument("--steps", type=int, default=AdaptOptions.steps)
+    parser.add_argument("--max-steps", type=int, default=AdaptOptions.max_steps)
     parser.add_argument("--lr", type=float, default=AdaptOptions.lr)
     parser.add_argument("--fov", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=1)
@@ -120,7 +120,7 @@ def main() -> int:
     report = adapt(
         AdaptOptions(
             clips=(args.clip,), weights=args.weights, out=str(out), holdout=args.holdout,
-            steps=args.steps, lr=args.lr, fov=args.fov, threads=args.threads, device="auto",
+            max_steps=args.max_steps, lr=args.lr, fov=args.fov, threads=args.threads, device="auto",
             stride=args.stride,
         )
     )  # fmt: skip

@@ -16,7 +16,7 @@
    goes into one pseudo-label shard in `hoposer train pseudo`'s format, where `select` keeps the
    frames passing every §5.1 constraint (spatial, smoothness, shape).
 3. **Fine-tune** from the given weights with `hoposer train fit`'s loop (`--pseudo`, filters
-   `all`) for `steps` steps at a constant lr, cycling the kept frames as often as that takes,
+   `all`) for `max_steps` steps at a constant lr, cycling the kept frames as often as needed,
    optionally mixed with labelled data (`--data`); pseudo-labelled samples carry no object
    label, so eq. 8's mask B removes the object terms for them.
 4. **Measure** the held-out frames before and after with the network alone (one forward, no
@@ -547,11 +547,12 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
         lr=options.lr, lr_step=1, lr_gamma=1.0, workers=0,
         seed=options.seed, hand_model=labeller.hand_model.name, mano_dir=options.mano_dir,
         init_weights=options.weights, checkpoint_every=options.checkpoint_every,
-        max_steps=options.steps, device=options.device, threads=options.threads,
+        max_steps=options.max_steps, device=options.device, threads=options.threads,
         pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_repeat=True,
         pseudo_filters="none",
     )  # fmt: skip
-    fit_options = replace(fit_options, epochs=_epochs_for(fit_options, labeller.single.model))
+    epochs = options.epochs or _epochs_for(fit_options, labeller.single.model)
+    fit_options = replace(fit_options, epochs=epochs)
     clock["measured_before"] = time.perf_counter()
     # A finished run is not resumed: stopped by --max-steps, `fit` would take one more step.
     done = run / "done.json"
@@ -624,8 +625,8 @@ def _check(options: AdaptOptions) -> None:
         raise HoposerError(f"--holdout must be in [0, 1), not {options.holdout}")
     if options.stride < 0:
         raise HoposerError(f"--stride must be 0 (auto) or a frame count, not {options.stride}")
-    counts = {"steps": options.steps, "batch-size": options.batch_size,
-              "threads": options.threads}  # fmt: skip
+    counts = {"epochs": options.epochs, "batch-size": options.batch_size,
+              "max-steps": options.max_steps, "threads": options.threads}  # fmt: skip
     for name, value in counts.items():
         if value is not None and value < 1:
             raise HoposerError(f"--{name} must be at least 1, not {value}")

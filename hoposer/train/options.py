@@ -160,13 +160,14 @@ class AdaptOptions:
     holdout: float = option(0.2, "last fraction of each clip: measured before/after, not trained")
     fov: float = option(60.0, "the clips' horizontal field of view, degrees")
     tta: bool = option(True, TTA)
-    #: Counted in steps, not passes: a short clip keeps a few dozen frames, which three passes
-    #: would train on for three steps (on a 41-frame clip its held-out 2D error did not move; 300
-    #: steps cut it to a fifth, README).
-    steps: int = option(300, "fine-tuning steps (the kept frames are cycled as often as needed)")
+    #: Training is counted in steps, not passes: a short clip keeps a few dozen frames, which
+    #: three passes (the old default) trained on for three steps (on a 41-frame clip its held-out
+    #: 2D error did not move; 300 steps cut it to a fifth, README).
+    epochs: int | None = option(None, "passes over the kept frames (default: --max-steps's)")
     batch_size: int = option(16)
     lr: float = option(2e-4)
     pseudo_ratio: float = option(1.0, "pseudo-labelled samples per labelled one (with --data)")
+    max_steps: int = option(300, "fine-tuning steps (the kept frames cycled as often as needed)")
     checkpoint_every: int = 20
     seed: int = option(0)
     device: str = option("auto", DEVICE)

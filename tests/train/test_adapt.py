@@ -28,7 +28,7 @@ LOOSE = ["--min-iou", "0", "--max-reprojection", "100", "--max-flexion-deg", "18
 
 def _args(clips, weights, out: Path) -> list[str]:
     return ["train", "adapt", str(clips), "--weights", str(weights), "--out", str(out),
-            "--steps", "4", "--batch-size", "2", "--holdout", "0.34", "--device", "cpu",
+            "--max-steps", "4", "--batch-size", "2", "--holdout", "0.34", "--device", "cpu",
             "--threads", "1", *LOOSE]  # fmt: skip
 
 
@@ -80,7 +80,7 @@ def test_adapt_end_to_end_and_a_killed_run_resumes_to_the_same_weights(
     # Other training settings retrain from the labels already made; other labelling ones refuse.
     labels = sorted((work / "labels").glob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in labels]
-    args = [*_args(clips, weights, whole), "--steps", "1"]
+    args = [*_args(clips, weights, whole), "--max-steps", "1"]
     assert main(args) == 0
     assert [p.stat().st_mtime_ns for p in labels] == stamps
     one_step = load_file(str(whole))
