@@ -551,6 +551,7 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
         pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_repeat=True,
         pseudo_filters="none",
     )  # fmt: skip
+    # --max-steps ends the run; the epochs only have to cover them (one without --data)
     epochs = options.epochs or _epochs_for(fit_options, labeller.single.model)
     fit_options = replace(fit_options, epochs=epochs)
     clock["measured_before"] = time.perf_counter()

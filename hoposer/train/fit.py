@@ -73,6 +73,10 @@ def build_datasets(options: FitOptions, config: ModelConfig) -> torch.utils.data
             options.pseudo_filters,
         )  # fmt: skip
         log.info("pseudo-labels: %s", pseudo.funnel)
+        if options.pseudo_repeat and options.max_steps:
+            # One epoch of --max-steps batches, each kept frame newly augmented whenever it comes
+            # round, instead of hundreds of one-batch epochs when a short clip kept a few frames.
+            pseudo.repeat_to(options.max_steps * options.batch_size)
         return pseudo
     labelled = HandObjectDataset(
         options.data,

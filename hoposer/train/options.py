@@ -71,7 +71,7 @@ class FitOptions:
     pseudo_repeat: bool = option(
         False,
         "make up --pseudo-ratio when fewer pseudo-labels are kept by using each several times "
-        "(each time newly augmented); without it every kept one is used once per epoch",
+        "(each time newly augmented); without --data, make one epoch of --max-steps steps",
     )
     pseudo_filters: str = option(
         "all",

@@ -28,7 +28,7 @@ LOOSE = ["--min-iou", "0", "--max-reprojection", "100", "--max-flexion-deg", "18
 
 def _args(clips, weights, out: Path) -> list[str]:
     return ["train", "adapt", str(clips), "--weights", str(weights), "--out", str(out),
-            "--max-steps", "4", "--batch-size", "2", "--holdout", "0.34", "--device", "cpu",
+            "--max-steps", "24", "--batch-size", "2", "--holdout", "0.34", "--device", "cpu",
             "--threads", "1", *LOOSE]  # fmt: skip
 
 
@@ -53,8 +53,11 @@ def test_adapt_end_to_end_and_a_killed_run_resumes_to_the_same_weights(
     trained = load_file(str(whole))
     start = load_file(str(weights))
     assert any(not torch.equal(trained[k], start[k]) for k in start)  # it did train
+    # The few kept frames come round again and again in one epoch of --max-steps batches.
+    (epoch,) = (work / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(epoch)["images"] == 24 * 2 > funnel["kept"]
 
-    # Kill a run once its first epoch is checkpointed, then rerun the same command.
+    # Kill a run once it is checkpointed (every 20 steps), then rerun the same command.
     again = tmp_path / "again" / "w2.safetensors"
     again.parent.mkdir()
     env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
