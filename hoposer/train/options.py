@@ -162,7 +162,7 @@ class AdaptOptions:
     tta: bool = option(True, TTA)
     #: Training is counted in steps, not passes: a short clip keeps a few dozen frames, which
     #: three passes (the old default) trained on for three steps (on a 41-frame clip its held-out
-    #: 2D error did not move; 300 steps cut it to a fifth, README).
+    #: 2D error hardly moved; 300 steps cut it below a fifth, README).
     epochs: int | None = option(None, "passes over the kept frames (default: --max-steps's)")
     batch_size: int = option(16)
     lr: float = option(2e-4)
