@@ -548,8 +548,10 @@ def adapt(options: AdaptOptions, progress=None) -> dict:
         seed=options.seed, hand_model=labeller.hand_model.name, mano_dir=options.mano_dir,
         init_weights=options.weights, checkpoint_every=options.checkpoint_every,
         max_steps=options.max_steps, device=options.device, threads=options.threads,
-        pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_repeat=True,
-        pseudo_filters="none",
+        pseudo=[str(work / "pseudo")], pseudo_ratio=options.pseudo_ratio, pseudo_filters="none",
+        # the kept frames repeat to make up --pseudo-ratio beside --data, and without it to fill
+        # one epoch of --max-steps steps, unless --epochs asks for passes over them
+        pseudo_repeat=options.data is not None or options.epochs is None,
     )  # fmt: skip
     # --max-steps ends the run; the epochs only have to cover them (one without --data)
     epochs = options.epochs or _epochs_for(fit_options, labeller.single.model)

@@ -83,6 +83,10 @@ def test_adapt_end_to_end_and_a_killed_run_resumes_to_the_same_weights(
     # Other training settings retrain from the labels already made; other labelling ones refuse.
     labels = sorted((work / "labels").glob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in labels]
+    # --epochs counts passes over the kept frames instead (within --max-steps).
+    assert main([*_args(clips, weights, whole), "--epochs", "2"]) == 0
+    epochs = (work / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["images"] for line in epochs] == [funnel["kept"]] * 2
     args = [*_args(clips, weights, whole), "--max-steps", "1"]
     assert main(args) == 0
     assert [p.stat().st_mtime_ns for p in labels] == stamps
