@@ -77,7 +77,7 @@ BEFORE = {
     },
     "train adapt": {
         "clips": None, "--weights": None, "--out/-o": None, "--work": None, "--data": None,
-        # training is counted in steps since (3 epochs were 3 steps on a short clip, README)
+        # training is counted in steps since (3 epochs were 6 batches on a short clip, README)
         "--stride": 0, "--holdout": 0.2, "--fov": 60.0, "--tta/--no-tta": True, "--epochs": None,
         "--batch-size": 16, "--lr": 2e-04, "--pseudo-ratio": 1.0, "--max-steps": 300,
         "--seed": 0, "--device": "auto", "--threads": None, "--min-iou": 0.6,

@@ -160,9 +160,9 @@ class AdaptOptions:
     holdout: float = option(0.2, "last fraction of each clip: measured before/after, not trained")
     fov: float = option(60.0, "the clips' horizontal field of view, degrees")
     tta: bool = option(True, TTA)
-    #: Training is counted in steps, not passes: a short clip keeps a few dozen frames, which
-    #: three passes (the old default) trained on for three steps (on a 41-frame clip its held-out
-    #: 2D error hardly moved; 300 steps cut it below a fifth, README).
+    #: Training is counted in steps, not passes: a short clip keeps a few dozen frames, and three
+    #: passes (the old default) were 6 batches on a 41-frame clip, 3 of them of one frame (its
+    #: held-out 2D error hardly moved; 300 steps cut it below a fifth, README).
     epochs: int | None = option(None, "passes over the kept frames (default: --max-steps's)")
     batch_size: int = option(16)
     lr: float = option(2e-4)
