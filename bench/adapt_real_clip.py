@@ -2,7 +2,7 @@
 
     python bench/adapt_real_clip.py [--clip ../shared/realphotos/fpha_raw1.mp4] [--weights W]
                                     [--work /tmp/adapt-real] [--holdout 0.3] [--max-steps 300]
-                                    [--lr 2e-4] [--stride 1]
+                                    [--lr 2e-4] [--stride 1] [--seed 0] [--data DIR]
 
 Adapts the weights on the first (1 − holdout) of the clip (`hoposer train adapt --holdout`), then
 runs both the given and the adapted weights through the stream's `FrameProcessor` (MediaPipe lite
@@ -109,6 +109,8 @@ def main() -> int:
     parser.add_argument("--fov", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--stride", type=int, default=1, help="label every n-th frame")
+    parser.add_argument("--seed", type=int, default=AdaptOptions.seed)
+    parser.add_argument("--data", help="labelled HO-3D-layout frames to mix in (train synth)")
     args = parser.parse_args()
     if not Path(args.clip).is_file():
         print(f"no clip {args.clip}: pass --clip FILE", file=sys.stderr)
@@ -121,7 +123,7 @@ def main() -> int:
         AdaptOptions(
             clips=(args.clip,), weights=args.weights, out=str(out), holdout=args.holdout,
             max_steps=args.max_steps, lr=args.lr, fov=args.fov, threads=args.threads, device="auto",
-            stride=args.stride,
+            stride=args.stride, seed=args.seed, data=args.data,
         )
     )  # fmt: skip
     adapt_seconds = time.perf_counter() - started
