@@ -67,9 +67,7 @@ def ground_truth(labels: PseudoLabels) -> tuple[np.ndarray, np.ndarray] | None:
         path = Path(str(image))
         if path.parent.name != "rgb" or len(path.parents) < 4:
             return None
-        if not (path.parents[1] / "meta" / f"{path.stem}.pkl").is_file():
-            return None
-        try:
+        try:  # a missing meta file is a HoposerError too
             label = read_label(path.parents[3], path.parents[2].name, path.parents[1].name,
                                path.stem)  # fmt: skip
         except HoposerError:
