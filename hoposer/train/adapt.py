@@ -131,7 +131,9 @@ def find_clips(paths: tuple[str, ...] | list[str]) -> list[Clip]:
 
     clips: list[Clip] = []
     for raw in paths:
-        path = Path(raw)
+        # Absolute: the labels name their frames by it, and a resumed run or the training may
+        # start from another directory.
+        path = Path(raw).resolve()
         if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
             clips.append(Clip(path.stem, str(path)))
         elif path.is_dir() and (path / "annotations.json").is_file():

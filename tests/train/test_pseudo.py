@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from hoposer.cli import main
 from hoposer.geometry.consistency import spatial_statistics, temporal_statistics
 from hoposer.model import get_config
 from hoposer.train.pseudo.generate import STATISTICS
-from hoposer.train.pseudo.report import label_errors
+from hoposer.train.pseudo.report import label_errors, write_report
 from hoposer.train.pseudo.select import PseudoLabels, load_shards, select
 from hoposer.train.synth import SynthOptions, generate
 
@@ -109,17 +110,23 @@ def test_label_errors_separate_articulation_global_rotation_and_2d():
     np.testing.assert_allclose(errors["joints_2d"], [0.0, 5.0 / np.hypot(*(box[2:] - box[:2]))])
 
 
-def test_pseudo_labelling_is_sharded_resumable_and_reported(clips, weights, tmp_path):
+def test_pseudo_labelling_is_sharded_resumable_and_reported(clips, weights, tmp_path, monkeypatch):
     out = tmp_path / "pseudo"
-    args = ["train", "pseudo", "--weights", str(weights), "--videos", str(clips), "--out",
+    monkeypatch.chdir(clips.parent)  # the clips given by a relative path
+    args = ["train", "pseudo", "--weights", str(weights), "--videos", clips.name, "--out",
             str(out), "--videos-per-shard", "1", "--device", "cpu"]  # fmt: skip
     assert main(args) == 0
     shards = sorted(out.glob("shard-*.npz"))
     assert len(shards) == 3  # 12 frames in clips of 4
+    # Training and the report read the frames from wherever they run: the labels name them by
+    # absolute path, and the report rebuilt from elsewhere still finds their ground truth.
+    monkeypatch.chdir(tmp_path)
     labels = load_shards([out])
     assert len(labels) == 12 and labels.joints_3d.shape == (12, 21, 3)
+    assert all(Path(ref).is_absolute() and Path(ref).is_file() for ref in labels.image)
     assert np.isnan(labels.stats["joint_motion"][0]) and np.isfinite(labels.stats["iou"]).all()
-    report = json.loads((out / "report.json").read_text())
+    report = write_report(out)
+    assert report == json.loads((out / "report.json").read_text())
     assert report["funnel"]["none"]["kept"] == 12
     # Synthetic clips carry ground truth, so the report says how accurate each variant's labels
     # are (a random network: far off, but measured on every frame).
@@ -132,8 +139,10 @@ def test_pseudo_labelling_is_sharded_resumable_and_reported(clips, weights, tmp_
     stamps = {p.name: p.stat().st_mtime_ns for p in shards}
     shards[1].unlink()
     (out / f".{shards[1].name}.xyz.tmp").write_bytes(b"partial")
+    monkeypatch.chdir(clips.parent)
     assert main(args) == 0
     assert shards[1].is_file()
+    assert np.array_equal(load_shards([out]).image, labels.image)
     for p in (shards[0], shards[2]):
         assert p.stat().st_mtime_ns == stamps[p.name]
 

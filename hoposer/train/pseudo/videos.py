@@ -155,8 +155,12 @@ def detect_videos(root: str | Path) -> list[Video]:
 
 
 def load_videos(root: str | Path, annotations: str | Path | None = None) -> list[Video]:
-    """Annotated videos when a box file exists (or is given), else detected ones."""
-    root = Path(root)
+    """Annotated videos when a box file exists (or is given), else detected ones.
+
+    Frames are named by absolute path: the pseudo-labels keep these names, and training or the
+    report may run from another directory than the labelling.
+    """
+    root = Path(root).resolve()
     if not root.is_dir():
         raise HoposerError(f"video folder {root} does not exist")
     if annotations is not None or (root / "annotations.json").is_file():
