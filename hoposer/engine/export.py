@@ -88,6 +88,22 @@ class _Flat(nn.Module):
         return tuple(self.model(images, hand_boxes, object_boxes))
 
 
+def _declare_output_shapes(proto, config: ModelConfig) -> None:
+    """Write the outputs' shapes after the batch dimension (`RawOutputs`) into the graph.
+
+    The exporter infers them from the traced graph, which loses them where sizes are computed
+    at run time (the object trunk's "same" padding); engines bind them as the contract says.
+    """
+    r, j, c = config.roi_size, config.num_joints, config.num_control_points
+    shapes = {"joints_2d": (j, 2), "theta": (48,), "beta": (10,),
+              "object_points": (r, r, c, 2), "object_confidence": (r, r, c)}  # fmt: skip
+    for output in proto.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        for dim, size in zip(dims[1:], shapes[output.name], strict=True):
+            dim.Clear()
+            dim.dim_value = size
+
+
 def example_inputs(
     input_size: int, batch: int = 1, seed: int = 0, device: str | torch.device = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -165,6 +181,7 @@ def export_onnx(
     finally:
         model.train(was_training)
     proto = onnx.load_from_string(buffer.getvalue())
+    _declare_output_shapes(proto, config)
     metadata = {
         "hoposer_format": FORMAT,
         "hoposer_version": __version__,
