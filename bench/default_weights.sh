@@ -10,8 +10,8 @@
 # Every epoch's weights are kept (epoch-N.safetensors) and scored on the photos too, so one run
 # shows how transfer moves while the object head learns (real_photos-epoch-N.txt, log.txt).
 #   FRAMES (20000) TEST_FRAMES (1000) EPOCHS (5) BATCH (32) LR (5e-4) LR_STEP (2) MINUTES (72)
-#   THREADS (the cores: on 2 cores, batch 32 with one loader process, 2 threads train 27 images/s,
-#   1 thread 18) WORKERS (1)
+#   THREADS (the cores: on 2 cores, batch 32 with one loader process, 2 threads train 23-26
+#   images/s with lite's object trunk, 27 before it; 1 thread 18 before it) WORKERS (1)
 #   BUDGET_S (unset): a wall-clock budget for the whole script, for a time-boxed machine. A short
 #   probe run measures training images/s; the training set is then cut to the first frames that
 #   let all EPOCHS (and so the whole lr schedule) finish in time, keeping RESERVE_S (90) for

@@ -58,6 +58,7 @@ class HandObjectNet(nn.Module):
         self.config = config
         c = config.fpn_channels
         self.backbone = build_backbone(config)
+        self.object_backbone = build_backbone(config) if config.object_trunk else None
         self.hand_decoder = HandDecoder(config)
         self.object_decoder = ObjectDecoder(config)
 
@@ -90,9 +91,15 @@ class HandObjectNet(nn.Module):
         With `intermediates`, return `TrainingOutputs` (heatmaps and rotation matrices for the
         losses) instead of `RawOutputs`.
         """
-        p2 = self.backbone((images - self.pixel_mean) / self.pixel_std)
+        normalized = (images - self.pixel_mean) / self.pixel_std
+        p2 = self.backbone(normalized)
         hand = self._roi(p2, hand_boxes)
-        obj = self._roi(p2, object_boxes)
+        if self.object_backbone is not None:
+            # P2 of a (4·roi)² crop is roi × roi: the same grid as the pooled RoI.
+            crops = self._roi(normalized, object_boxes, scale=P2_STRIDE, stride=1)
+            obj = self.object_backbone(crops)
+        else:
+            obj = self._roi(p2, object_boxes)
         if self.object_context is not None or self.hand_context is not None:
             inter_boxes, overlaps = intersection_boxes(hand_boxes, object_boxes)
             # Disjoint boxes give no contact region: the context is zero, not a stray crop.
@@ -106,13 +113,17 @@ class HandObjectNet(nn.Module):
         raw = RawOutputs(joints_2d, mano.theta, mano.beta, grid.points, grid.confidence)
         return TrainingOutputs(raw, heatmaps, mano.rotations) if intermediates else raw
 
-    def _roi(self, features: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def _roi(
+        self, features: torch.Tensor, boxes: torch.Tensor, scale: int = 1, stride: int = P2_STRIDE
+    ) -> torch.Tensor:
+        """RoIAlign of `boxes` (input pixels) from `features` at `stride`: (scale·roi)² cells."""
         index = torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None]
+        side = scale * self.config.roi_size
         return roi_align(
             features,
             torch.cat((index, boxes), dim=1),
-            output_size=(self.config.roi_size, self.config.roi_size),
-            spatial_scale=1.0 / P2_STRIDE,
+            output_size=(side, side),
+            spatial_scale=1.0 / stride,
             sampling_ratio=self.config.roi_sampling_ratio,
         )
 

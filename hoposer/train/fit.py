@@ -148,7 +148,8 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
         model = load_checkpoint(options.init_weights)
     else:
         model = HandObjectNet(get_config(options.config))
-        if load_pretrained(model.backbone, options.backbone_weights):
+        trunks = [model.backbone] + ([model.object_backbone] if model.object_backbone else [])
+        if all([load_pretrained(trunk, options.backbone_weights) for trunk in trunks]):
             log.info("backbone starts from ImageNet weights (%s)", options.backbone_weights)
     model = model.to(device).train()
     if device.type == "cuda":

@@ -117,3 +117,42 @@ def test_config_json_round_trip():
         assert ModelConfig.from_json(config.to_json()) == config
     with pytest.raises(HoposerError, match="unknown fields"):
         ModelConfig.from_dict({"warp_drive": True})
+
+
+def test_an_object_trunk_sees_only_the_object_box_and_starts_from_imagenet():
+    from hoposer.model.backbone import load_pretrained
+
+    config = small("lite")
+    assert config.object_trunk
+    model = build_model(config).eval()
+    for trunk in (model.backbone, model.object_backbone):
+        assert load_pretrained(trunk, "auto")
+    shared, own = model.backbone.state_dict(), model.object_backbone.state_dict()
+    trunk = [k for k in shared if k.startswith(("stem.", "blocks."))]  # not the FPN's layers
+    assert shared.keys() == own.keys() and len(trunk) > 100
+    assert all(torch.equal(shared[k], own[k]) for k in trunk)  # the same ImageNet start
+    images, hand, obj = inputs(1)
+    with torch.no_grad():
+        before = model(images, hand, obj)
+        outside, inside = images.clone(), images.clone()
+        outside[..., :, :36] = 0.5  # left of the object box (x ≥ 40), more than a bin away
+        outside[..., 114:, :] = 0.5  # below it (y ≤ 110)
+        inside[..., 60:90, 70:100] = 0.5
+        after_outside, after_inside = model(outside, hand, obj), model(inside, hand, obj)
+    r = config.roi_size
+    assert before.object_points.shape == (1, r, r, 21, 2)
+    # The object branch crops its box from the input: pixels outside it reach the object only
+    # through the contextual reasoning (the hand–object intersection, from the shared P2).
+    config = ModelConfig(**{**config.__dict__, "context_query": "none"})
+    isolated = build_model(config).eval()
+    with torch.no_grad():
+        base = isolated(images, hand, obj).object_points
+        assert torch.equal(isolated(outside, hand, obj).object_points, base)
+        assert not torch.equal(isolated(inside, hand, obj).object_points, base)
+    assert not torch.equal(after_inside.object_points, before.object_points)
+    assert not torch.equal(after_outside.joints_2d, before.joints_2d)  # the hand did see it
+
+
+def test_an_object_trunk_needs_a_crop_the_trunk_can_divide():
+    with pytest.raises(HoposerError, match="object_trunk needs a 4·roi_size crop"):
+        ModelConfig(**{**small("lite").__dict__, "roi_size": 12})
