@@ -23,10 +23,11 @@ def test_two_cpu_ranks_train_and_report_every_image(tmp_path):
     config = tmp_path / "tiny.json"
     config.write_text(dataclasses.replace(get_config("lite"), input_size=96, roi_size=16).to_json())
     run = tmp_path / "run"
-    command = [str(torchrun), "--nproc_per_node", "2", "-m", "hoposer.cli", "train", "fit",
-               "--data", str(data), "--out", str(run), "--config", str(config), "--epochs", "1",
-               "--batch-size", "2", "--workers", "0", "--hand-model", "standin", "--device",
-               "cpu"]  # fmt: skip
+    # --standalone: a free rendezvous port, not the fixed 29500 another job may hold.
+    command = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "hoposer.cli",
+               "train", "fit", "--data", str(data), "--out", str(run), "--config", str(config),
+               "--epochs", "1", "--batch-size", "2", "--workers", "0", "--hand-model", "standin",
+               "--device", "cpu"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
