@@ -129,7 +129,11 @@ def quantize(
         float, typer.Option(help="PA-MPJPE may grow by at most this (mm)")
     ] = 0.5,
     max_add_drop: Annotated[
-        float, typer.Option(help="ADD-0.1D may drop by at most this (percentage points)")
+        float,
+        typer.Option(
+            help="the object's pose-0.1D (ADD-0.1D; ADD-S for symmetric objects) may drop by "
+            "at most this (percentage points)"
+        ),
     ] = 2.0,
     max_joint_2d_px: Annotated[
         float, typer.Option(help="2D joint error may grow by at most this (pixels)")

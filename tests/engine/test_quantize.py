@@ -107,7 +107,8 @@ def test_accuracy_gate_accepts_within_and_rejects_beyond_the_tolerance(fp32_onnx
     hand = build_hand_model("standin")
     same = check_accuracy(fp32, fp32, held_out, hand)
     assert same.accepted and same.frames == 4
-    assert set(same.delta) >= {"pa_mpjpe_mm", "joint_2d_px"}
+    # The object is judged as `train eval` scores it: ADD-S for the symmetric synthetic objects.
+    assert set(same.delta) >= {"pa_mpjpe_mm", "joint_2d_px", "pose_0.1d"}
     assert all(v == 0 for v in same.delta.values()) and same.pose_gap["joint_3d_mm"] == 0
     strict = check_accuracy(fp32, fp32, held_out, hand, Tolerance(pa_mpjpe_mm=-1.0))
     assert not strict.accepted and strict.reasons[0].startswith("pa_mpjpe_mm")
