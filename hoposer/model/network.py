@@ -78,6 +78,30 @@ class HandObjectNet(nn.Module):
             mean, std = torch.zeros(3), torch.ones(3)
         self.register_buffer("pixel_mean", mean.reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", std.reshape(1, 3, 1, 1), persistent=False)
+        self.hand_held = False
+
+    def hand_path(self) -> list[nn.Module]:
+        """The modules the hand's outputs depend on: the shared trunk and the hand's own."""
+        return [m for m in (self.backbone, self.hand_context, self.hand_decoder) if m is not None]
+
+    def hold_hand(self) -> None:
+        """Train the object branch alone.
+
+        The hand's path gets no gradients and stays in eval mode (its BatchNorm statistics too),
+        so the hand's outputs keep their values while the object branch (its trunk, when it has
+        one, context module and decoder) learns.
+        """
+        self.hand_held = True
+        for module in self.hand_path():
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):  # noqa: D102
+        super().train(mode)
+        if self.hand_held:
+            for module in self.hand_path():
+                module.eval()
+        return self
 
     def forward(
         self,

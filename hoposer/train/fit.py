@@ -21,7 +21,7 @@ checkpoints, metrics, the step and time budget) do the rest.
 
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -95,6 +95,32 @@ def build_datasets(options: FitOptions, config: ModelConfig) -> torch.utils.data
     return mixed_dataset(labelled, options, config, augmentation)
 
 
+def _check_start(options: FitOptions, resume: bool) -> None:
+    if options.learn not in ("all", "object"):
+        raise HoposerError(f"--learn {options.learn}: choose all or object")
+    if resume or options.init_weights:
+        return
+    if options.add_object_trunk:
+        raise HoposerError(
+            "--add-object-trunk grows the network of --init-weights: give one (a fresh run of "
+            "--config lite has the trunk already)"
+        )
+    if options.learn == "object":
+        raise HoposerError(
+            "--learn object keeps the hand of --init-weights: give the checkpoint to start from"
+        )
+
+
+def _with_object_trunk(model: HandObjectNet, weights: str | None) -> HandObjectNet:
+    """`model`'s network with its own object trunk, started from `weights`; other weights kept."""
+    grown = HandObjectNet(replace(model.config, object_trunk=True))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(key.startswith("object_backbone.") for key in missing)
+    if load_pretrained(grown.object_backbone, weights):
+        log.info("the new object trunk starts from ImageNet weights (%s)", weights)
+    return grown
+
+
 def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dict:
     """Train; returns the last epoch's summary."""
     trainer = build_trainer(options, resume)
@@ -116,6 +142,7 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
     (from `state.pt` when resuming, else from --init-weights or the config and its backbone
     weights), the optimizer and schedule, and the data set sharded for this rank.
     """
+    _check_start(options, resume)
     rank, local_rank, world = _distributed()
     configure_threads(options.threads)
     device = resolve_device(options.device)
@@ -146,12 +173,16 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
         model.load_state_dict(state["model"])
     elif options.init_weights:
         model = load_checkpoint(options.init_weights)
+        if options.add_object_trunk and not model.config.object_trunk:
+            model = _with_object_trunk(model, options.backbone_weights)
     else:
         model = HandObjectNet(get_config(options.config))
         trunks = [model.backbone] + ([model.object_backbone] if model.object_backbone else [])
         if all([load_pretrained(trunk, options.backbone_weights) for trunk in trunks]):
             log.info("backbone starts from ImageNet weights (%s)", options.backbone_weights)
     model = model.to(device).train()
+    if options.learn == "object":
+        model.hold_hand()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     hand_model = build_hand_model(options.hand_model, options.mano_dir).to(device)

@@ -58,6 +58,16 @@ class FitOptions:
         "for --config official/paper, or an EfficientNet-Lite file)",
     )
     init_weights: str | None = option(None, "start from this hoposer checkpoint")
+    add_object_trunk: bool = option(
+        False,
+        "give the network of --init-weights its own object trunk (the lite preset's) if it has "
+        "none, started from --backbone-weights; every other weight is kept",
+    )
+    learn: str = option(
+        "all",
+        "what trains: all | object (the object branch alone: the hand's path keeps the weights of "
+        "--init-weights, BatchNorm statistics included, so its outputs do not change)",
+    )
     checkpoint_every: int = option(500, "steps between checkpoints")
     max_steps: int | None = option(None, "stop after this many steps")
     max_minutes: float | None = option(None, "stop (checkpointed) after this much training time")

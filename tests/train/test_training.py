@@ -220,6 +220,59 @@ def test_max_minutes_stops_after_the_step_that_spent_them_and_the_run_resumes(da
     assert [(m["epoch"], m["images"]) for m in lines] == [(1, 4), (1, 8), (2, 12)]
 
 
+def test_an_object_trunk_added_to_a_checkpoint_learns_while_the_hand_stays_as_it_was(
+    data, tmp_path
+):
+    import dataclasses
+
+    from hoposer.model import get_config
+    from hoposer.model.backbone import build_backbone, load_pretrained
+    from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
+    from hoposer.model.network import HandObjectNet
+
+    config = dataclasses.replace(
+        get_config("lite"), input_size=SIZE, roi_size=16, object_trunk=False
+    )
+    torch.manual_seed(0)
+    start = save_checkpoint(HandObjectNet(config), tmp_path / "start.safetensors",
+                            metadata={"hand_model": "standin"})  # fmt: skip
+    run = tmp_path / "run"
+    grow = {"init_weights": str(start), "add_object_trunk": True, "learn": "object", "lr": 1e-3}
+    fit(_options(data, run, max_steps=1, **grow), progress=False)
+    fit(_options(data, run, max_steps=3, **grow), resume=True, progress=False)  # held on resume
+    assert torch.load(run / "state.pt", weights_only=True)["global_step"] == 3
+
+    before = load_checkpoint(start).state_dict()
+    trained = load_checkpoint(run / "model.safetensors")
+    after = trained.state_dict()
+    assert trained.config.object_trunk and not load_checkpoint(start).config.object_trunk
+    object_branch = ("object_backbone.", "object_context.", "object_decoder.")
+    hand = [name for name in after if not name.startswith(object_branch)]
+    added = {name for name in after if name.startswith("object_backbone.")}
+    assert hand and set(after) - set(before) == added
+    for name in hand:  # weights and BatchNorm statistics alike
+        assert torch.equal(before[name], after[name]), name
+    assert any(not torch.equal(before[name], after[name]) for name in before
+               if name.startswith(object_branch[1:]))  # fmt: skip
+    imagenet = build_backbone(trained.config)
+    assert load_pretrained(imagenet, "auto")
+    frozen = [name for name in imagenet.state_dict() if name.startswith("stem.")]
+    assert frozen
+    for name in frozen:  # frozen stages keep the ImageNet start the trunk was given
+        torch.testing.assert_close(after[f"object_backbone.{name}"], imagenet.state_dict()[name])
+
+
+def test_learning_the_object_alone_or_growing_a_trunk_needs_a_checkpoint(data, tmp_path):
+    from hoposer.errors import HoposerError
+
+    with pytest.raises(HoposerError, match="--learn object keeps the hand of --init-weights"):
+        fit(_options(data, tmp_path / "a", learn="object"), progress=False)
+    with pytest.raises(HoposerError, match="--add-object-trunk grows the network"):
+        fit(_options(data, tmp_path / "b", add_object_trunk=True), progress=False)
+    with pytest.raises(HoposerError, match="--learn hand: choose all or object"):
+        fit(_options(data, tmp_path / "c", learn="hand"), progress=False)
+
+
 def test_hooks_run_around_every_step_and_epoch_in_order(data, tmp_path):
     from hoposer.train.fit import build_trainer
     from hoposer.train.loop import HookBase
