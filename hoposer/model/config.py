@@ -210,7 +210,7 @@ PRESETS: dict[str, ModelConfig] = {
     # nothing on a CPU budget; its own trunk learns the control points about 4× faster per step
     # and leaves the hand's learning as it was, for 26 % of the training throughput (30-32 → 22-24
     # images/s at batch 16, 2 threads) and +2 ms of ONNX Runtime (8.5 → 10.4 ms, batch 1,
-    # 2 threads). See hoposer/weights/README.md; the shipped file was trained before it.
+    # 2 threads). See hoposer/weights/README.md (the shipped file got its trunk afterwards).
     "lite": ModelConfig(
         name="lite",
         backbone="efficientnet_lite0",

@@ -196,10 +196,9 @@ def test_old_resnet_checkpoints_load_and_run_unchanged(tmp_path):
     assert all(torch.isfinite(t).all() for t in out)
 
 
-def test_the_shipped_weights_are_the_lite_preset_but_for_the_later_object_trunk():
+def test_the_shipped_weights_are_the_lite_preset():
     model = load_checkpoint(SHIPPED)
-    assert model.config == dataclasses.replace(PRESETS["lite"], object_trunk=False)
-    assert model.object_backbone is None
+    assert model.config == PRESETS["lite"] and model.object_backbone is not None
 
 
 def test_official_and_paper_presets_unchanged():
