@@ -8,7 +8,6 @@ command or named, with the reason, where the command is declared.
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import pytest
 import typer
 from typer.main import get_command
@@ -104,10 +103,11 @@ GIVING_PATHS = {
 }  # fmt: skip
 
 
-def click_command(name: str) -> click.Command:
+def click_command(name: str):
+    """The Click command behind `hoposer NAME` (Typer 0.29 and later bring their own Click)."""
     command = get_command(app)
     for word in name.split():
-        command = command.get_command(click.Context(command), word)
+        command = command.get_command(command.context_class(command), word)
     return command
 
 
