@@ -2,13 +2,14 @@
 
     python bench/decode_cpu.py [--iterations 200] [--weights W] [--json PATH]
 
-Two kinds of network output, both `lite`-shaped (32×32 object grid, 21 control points):
+Three kinds of network output, all `lite`-shaped (32×32 object grid, 21 control points):
 
 - `converged`: outputs of a trained network, made to order: 2D joints and θ, β of a known hand;
   60 % of the grid cells vote for the true control points (1 px noise) with high confidence, the
   rest for random pixels with lower, overlapping confidence. RANSAC stops after a few samples.
-- `network`: the raw outputs of the shipped `lite` weights (or --weights) on a random image:
-  their object head has not converged, no vote agrees, and RANSAC runs all its iterations, the
+- `network`: the raw outputs of the shipped `lite` weights (or --weights) on a random image.
+- `scattered`: the converged hand with every vote at a random pixel of the object box and random
+  confidences: no pose agrees with the votes, RANSAC runs all its iterations and fails, the
   worst case.
 
 Prints, per kind, wall-clock p50/p90 and CPU-time p50 (`time.process_time`, less sensitive to
@@ -76,6 +77,15 @@ def converged_outputs(hand, control_points, seed: int = 0):
         torch.tensor(confidence[None]).float(),
     )
     return raw, hand_box[None], object_box[None]
+
+
+def scattered_outputs(hand, control_points, seed: int = 0):
+    """`converged_outputs`' hand with votes that agree on nothing."""
+    raw, hand_boxes, object_boxes = converged_outputs(hand, control_points, seed)
+    rng = np.random.default_rng(seed + 1)
+    votes = torch.tensor(rng.uniform(0, 1, raw.object_points.shape), dtype=torch.float32)
+    confidence = torch.tensor(rng.uniform(0, 1, raw.object_confidence.shape), dtype=torch.float32)
+    return raw._replace(object_points=votes, object_confidence=confidence), hand_boxes, object_boxes
 
 
 def network_outputs(weights: str):
@@ -155,6 +165,9 @@ def main() -> None:
         ),  # fmt: skip
         "network": measure(
             *network_outputs(args.weights), hand, control_points, args.iterations
+        ),  # fmt: skip
+        "scattered": measure(
+            *scattered_outputs(hand, control_points), hand, control_points, args.iterations
         ),  # fmt: skip
     }
     print(f"load average {os.getloadavg()[0]:.2f}, {args.iterations} iterations, 1 torch thread")

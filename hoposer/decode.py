@@ -7,8 +7,8 @@ image the network saw, and returns one `FramePose` per batch item:
 hand: θ, β → hand model → wrist-relative joints and mesh (camera orientation, metres); the
     camera-space translation is solved from the predicted 2D joints by linear least squares.
 object: the top-10 most confident cells per control point (§4.3) → 2D-3D correspondences →
-    AP3P in RANSAC + Levenberg-Marquardt refinement, then (optionally) `ObjectPoseGate`'s
-    plausibility tests. Failure is explicit, never an identity pose.
+    AP3P in RANSAC, inliers re-selected, Levenberg-Marquardt refinement, then (optionally)
+    `ObjectPoseGate`'s plausibility tests. Failure is explicit, never an identity pose.
 """
 
 from collections.abc import Sequence

@@ -3,9 +3,9 @@
 The object decoder votes, from every grid cell, for the 2D position of each of the 21 control
 points, with a confidence. For each control point the `k` most confident votes (the paper uses
 k = 10) become 2D-3D correspondences with that control point's 3D position in the object frame,
-and RANSAC over AP3P's four-point samples, then Levenberg-Marquardt refinement alternated with
-re-selecting the inliers, gives `R, t` (`x_cam = R · x_obj + t`). A failure is reported, never
-hidden behind an identity pose.
+and RANSAC over AP3P's four-point samples, then re-selecting the inliers at SQPnP's pose of the
+last ones, and a final Levenberg-Marquardt refinement, gives `R, t` (`x_cam = R · x_obj + t`). A
+failure is reported, never hidden behind an identity pose.
 """
 
 from dataclasses import dataclass
@@ -20,9 +20,9 @@ MIN_POINTS = 6
 
 #: Levenberg-Marquardt stopping rule (OpenCV's default stops at float32 precision).
 _REFINE_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 50, 1e-12)
-#: Refine on the inliers, re-select them at the refined pose, and so on, at most this often
-#: (RANSAC's inliers are those of a pose from four noisy points; the refined pose finds more).
-_REFINE_ROUNDS = 3
+#: Pose the inliers, re-select them at that pose, and so on, at most this often (RANSAC's
+#: inliers are those of a pose from four noisy points; a pose from all of them finds more).
+_RESELECT_ROUNDS = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,13 +63,16 @@ def solve_pnp(
     iterations: int = 200,
     seed: int = 0,
 ) -> PnPResult:
-    """Robust PnP: RANSAC over AP3P samples, then LM refinement alternated with the inliers.
+    """Robust PnP: RANSAC over AP3P samples, inliers re-selected at SQPnP poses, then LM.
 
     AP3P's four-point samples are about 4× cheaper than EPnP's five-point ones (2 ms instead of
     8 ms when no consensus stops RANSAC early) and more often all inliers; re-selecting the
-    inliers at each refined pose recovers those a noisy sample missed. On simulated votes
+    inliers at a pose from all of them recovers those a noisy sample missed. On simulated votes
     (30-80 % inliers, 1-3 px noise) this is at least as accurate as RANSAC-EPnP with one
-    refinement, and much more so with few inliers.
+    refinement, and much more so with few inliers. The re-selection poses come from SQPnP
+    (0.04 ms for 200 points, within 1 % of the least-squares reprojection error); the
+    Levenberg-Marquardt refinement that minimises the reprojection error exactly (0.3-0.4 ms
+    from a RANSAC pose) runs once, on the final inliers.
 
     Args:
         points_3d: `(N, 3)` object-frame points (repeats allowed).
@@ -130,21 +133,35 @@ def solve_pnp(
             count,
         )
     index = inliers.reshape(-1)
-    for _ in range(_REFINE_ROUNDS):
+    rounds = _RESELECT_ROUNDS if len(index) < len(obj) else 0  # every point in: none to find
+    for _ in range(rounds):
         try:
-            rvec, tvec = cv2.solvePnPRefineLM(
-                obj[index], img[index], K, dist, rvec, tvec, criteria=_REFINE_CRITERIA
+            ok, sq_rvec, sq_tvec = cv2.solvePnP(
+                obj[index], img[index], K, dist, flags=cv2.SOLVEPNP_SQPNP
             )
-        except cv2.error as exc:
-            return PnPResult.failure(f"OpenCV solvePnPRefineLM failed: {exc.err}", count)
-        if not (np.isfinite(rvec).all() and np.isfinite(tvec).all()):
-            return PnPResult.failure("PnP returned a non-finite pose", count)
-        errors = _reprojection_errors(obj, img, rvec, tvec, K, dist)
-        inlier_mask = errors < ransac_threshold_px
-        selected = np.flatnonzero(inlier_mask)
-        if len(selected) < MIN_POINTS or np.array_equal(selected, index):
+        except cv2.error:
+            ok = False
+        if not ok or not (np.isfinite(sq_rvec).all() and np.isfinite(sq_tvec).all()):
+            break  # keep the last good pose and its inliers
+        selected = np.flatnonzero(
+            _reprojection_errors(obj, img, sq_rvec, sq_tvec, K, dist) < ransac_threshold_px
+        )
+        if len(selected) < MIN_POINTS:
+            break
+        rvec, tvec = sq_rvec, sq_tvec
+        if np.array_equal(selected, index):
             break
         index = selected
+    try:
+        rvec, tvec = cv2.solvePnPRefineLM(
+            obj[index], img[index], K, dist, rvec, tvec, criteria=_REFINE_CRITERIA
+        )
+    except cv2.error as exc:
+        return PnPResult.failure(f"OpenCV solvePnPRefineLM failed: {exc.err}", count)
+    if not (np.isfinite(rvec).all() and np.isfinite(tvec).all()):
+        return PnPResult.failure("PnP returned a non-finite pose", count)
+    errors = _reprojection_errors(obj, img, rvec, tvec, K, dist)
+    inlier_mask = errors < ransac_threshold_px
     rvec, tvec = rvec.reshape(3), tvec.reshape(3)
     count = int(inlier_mask.sum())
     if count < MIN_POINTS:

@@ -50,6 +50,25 @@ def test_outliers_are_rejected():
     assert np.array_equal(again.R, result.R) and np.array_equal(again.t, result.t)
 
 
+def test_the_pose_minimises_the_reprojection_error_of_every_vote_it_counts_as_an_inlier():
+    rng = np.random.default_rng(2)
+    points = np.repeat(CONTROL, 10, axis=0)
+    uv = _image(points) + rng.normal(scale=2.0, size=(len(points), 2))  # noisy votes
+    bad = rng.choice(len(points), size=int(0.5 * len(points)), replace=False)
+    uv[bad] = rng.uniform([200, 120], [440, 360], size=(len(bad), 2))
+    result = solve_pnp(points, uv, K, ransac_threshold_px=8.0)
+    assert result.success
+    rvec, tvec = cv2.Rodrigues(result.R)[0], result.t.reshape(3, 1)
+    errors = np.linalg.norm(cv2.projectPoints(points, rvec, tvec, K, None)[0][:, 0] - uv, axis=1)
+    inliers = errors < 8.0
+    assert result.inliers == inliers.sum() >= len(points) - len(bad)
+    # Least squares over exactly those inliers: a further refinement does not move the pose.
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 100, 1e-14)
+    r2, t2 = cv2.solvePnPRefineLM(points[inliers], uv[inliers], K, None, rvec.copy(), tvec.copy(),
+                                  criteria=criteria)  # fmt: skip
+    assert np.abs(t2 - tvec).max() < 1e-7 and np.abs(r2 - rvec).max() < 1e-6
+
+
 def test_exact_correspondences_with_outliers():
     rng = np.random.default_rng(1)
     points = np.repeat(CONTROL, 3, axis=0)
