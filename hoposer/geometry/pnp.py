@@ -3,9 +3,9 @@
 The object decoder votes, from every grid cell, for the 2D position of each of the 21 control
 points, with a confidence. For each control point the `k` most confident votes (the paper uses
 k = 10) become 2D-3D correspondences with that control point's 3D position in the object frame,
-and RANSAC over AP3P's four-point samples, then re-selecting the inliers at SQPnP's pose of the
-last ones, and a final Levenberg-Marquardt refinement, gives `R, t` (`x_cam = R · x_obj + t`). A
-failure is reported, never hidden behind an identity pose.
+and RANSAC over AP3P's four-point samples, the inliers re-selected at SQPnP poses, and one
+Levenberg-Marquardt refinement give `R, t` (`x_cam = R · x_obj + t`). A failure is reported,
+never hidden behind an identity pose.
 """
 
 from dataclasses import dataclass
