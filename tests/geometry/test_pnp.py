@@ -58,12 +58,11 @@ def test_the_pose_minimises_the_reprojection_error_of_every_vote_it_counts_as_an
     uv[bad] = rng.uniform([200, 120], [440, 360], size=(len(bad), 2))
     result = solve_pnp(points, uv, K, ransac_threshold_px=8.0)
     assert result.success
-    rvec, tvec = cv2.Rodrigues(result.R)[0], result.t.reshape(3, 1)
-    errors = np.linalg.norm(cv2.projectPoints(points, rvec, tvec, K, None)[0][:, 0] - uv, axis=1)
-    inliers = errors < 8.0
+    inliers = np.linalg.norm(project(points @ result.R.T + result.t, K) - uv, axis=1) < 8.0
     assert result.inliers == inliers.sum() >= len(points) - len(bad)
     # Least squares over exactly those inliers: a further refinement does not move the pose.
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 100, 1e-14)
+    rvec, tvec = cv2.Rodrigues(result.R)[0], result.t.reshape(3, 1)
     r2, t2 = cv2.solvePnPRefineLM(points[inliers], uv[inliers], K, None, rvec.copy(), tvec.copy(),
                                   criteria=criteria)  # fmt: skip
     assert np.abs(t2 - tvec).max() < 1e-7 and np.abs(r2 - rvec).max() < 1e-6
