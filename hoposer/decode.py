@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hoposer.geometry.camera import project, solve_translation
-from hoposer.geometry.pnp import ObjectPoseGate, object_pose_from_grid, top_votes
+from hoposer.geometry.pnp import ObjectPoseGate, object_pose_from_votes, top_votes
 from hoposer.model.hand import HandModel
 from hoposer.model.inputs import box_to_pixels
 
@@ -122,18 +122,11 @@ def decode(
         )
         object_pose = None
         if control_points is not None:
-            pnp = object_pose_from_grid(
-                points_norm[i],
-                confidence[i],
-                control_points,
-                K[i],
-                k=proposals_per_point,
-                box=object_boxes[i],
+            votes = top_votes(
+                points_norm[i], confidence[i], proposals_per_point, box=object_boxes[i]
             )
+            pnp = object_pose_from_votes(votes, control_points, K[i])
             if object_gate is not None:
-                box = object_boxes[i]
-                votes = top_votes(points_norm[i], confidence[i], proposals_per_point)
-                votes = box[:2] + votes * (box[2:] - box[:2])  # the votes PnP used, in pixels
                 pnp = object_gate.check(
                     pnp, votes, object_boxes[i], control_points, K[i], wrist_depth_m=t[2]
                 )

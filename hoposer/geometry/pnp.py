@@ -233,69 +233,61 @@ def top_proposals(grid_confidence, k: int) -> np.ndarray:
     return np.take_along_axis(chosen, order, axis=1).T
 
 
-def object_pose_from_grid(
-    grid_points,
-    grid_confidence,
-    control_points,
-    K,
-    k: int = 10,
-    box=None,
-    **pnp_kwargs,
-) -> PnPResult:
-    """The object pose from per-cell control-point proposals (paper §4.3).
+def top_votes(grid_points, grid_confidence, k: int = 10, box=None) -> np.ndarray:
+    """The `k` most confident cells' proposals for each control point (paper §4.3), `(k, C, 2)`.
 
-    For each control point, the `k` most confident cells' 2D proposals (`top_proposals`: ties,
-    lower cell index first; NaN confidences last) pair with its 3D position; the `21·k`
-    correspondences go to `solve_pnp`. Only the chosen proposals are converted (float64,
-    pixels), not the whole grid.
+    Cells are chosen by `top_proposals` (ties, lower cell index first; NaN confidences last).
+    Only the chosen proposals are converted (float64, pixels), not the whole grid.
 
     Args:
-        grid_points: `(N, 21, 2)` each cell's proposal for each control point, pixels, or
-            normalised to `box` when it is given (any leading grid shape, e.g. `(R, R, 21, 2)`,
+        grid_points: `(N, C, 2)` each cell's proposal for each control point, pixels, or
+            normalised to `box` when it is given (any leading grid shape, e.g. `(R, R, C, 2)`,
             is flattened).
-        grid_confidence: `(N, 21)` matching confidences (or `(R, R, 21)`).
-        control_points: `(C, 3)` the control points in the object frame (C = 21).
-        K: `(3, 3)` intrinsics of the image the proposals are in.
+        grid_confidence: `(N, C)` matching confidences (or `(R, R, C)`).
         k: proposals per control point (clipped to the number of cells).
         box: `(4,)` [x1, y1, x2, y2] pixels when `grid_points` are box-normalised (the object
             decoder's raw output); None when they are pixels already.
-        **pnp_kwargs: passed to `solve_pnp` (dist, ransac_threshold_px, iterations, seed).
+    """
+    grid_points = np.asarray(grid_points)
+    grid_confidence = np.asarray(grid_confidence)
+    if (
+        grid_points.ndim < 2
+        or grid_points.shape[-1] != 2
+        or (grid_confidence.shape != grid_points.shape[:-1])
+    ):
+        raise ValueError(
+            "grid_points must be (N, C, 2) and grid_confidence (N, C), got "
+            f"{grid_points.shape} and {grid_confidence.shape}"
+        )
+    c = grid_points.shape[-2]
+    top = top_proposals(grid_confidence.reshape(-1, c), k)  # (k, C) cell indices
+    votes = grid_points.reshape(-1, c, 2)[top, np.arange(c)[None, :]].astype(np.float64)
+    if box is not None:
+        box = np.asarray(box, dtype=np.float64).reshape(4)
+        votes = box[:2] + votes * (box[2:] - box[:2])
+    return votes
 
-    Returns:
-        The `PnPResult`.
+
+def object_pose_from_votes(votes, control_points, K, **pnp_kwargs) -> PnPResult:
+    """The object pose from `top_votes`' pixel votes by `solve_pnp`.
+
+    Each vote pairs with its control point's 3D position: `C·k` correspondences.
+
+    Args:
+        votes: `(k, C, 2)` pixels.
+        control_points: `(C, 3)` the control points in the object frame (C = 21).
+        K: `(3, 3)` intrinsics of the image the votes are in.
+        **pnp_kwargs: passed to `solve_pnp` (dist, ransac_threshold_px, iterations, seed).
     """
     control_points = np.asarray(control_points, dtype=np.float64)
+    votes = np.asarray(votes, dtype=np.float64)
     if control_points.ndim != 2 or control_points.shape[1] != 3:
         raise ValueError(f"control_points must be (C, 3), got {control_points.shape}")
     c = len(control_points)
-    grid_points = np.asarray(grid_points)
-    grid_confidence = np.asarray(grid_confidence)
-    if grid_points.shape[-2:] != (c, 2) or grid_confidence.shape != grid_points.shape[:-1]:
-        raise ValueError(
-            f"grid_points must be (N, {c}, 2) and grid_confidence (N, {c}), got "
-            f"{grid_points.shape} and {grid_confidence.shape}"
-        )
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
-    top = top_proposals(grid_confidence.reshape(-1, c), k)  # (k, C) cell indices
-    points_2d = grid_points.reshape(-1, c, 2)[top, np.arange(c)[None, :]].astype(np.float64)
-    if box is not None:
-        box = np.asarray(box, dtype=np.float64).reshape(4)
-        points_2d = box[:2] + points_2d * (box[2:] - box[:2])
-    points_3d = np.broadcast_to(control_points, (len(top), c, 3))
-    return solve_pnp(points_3d.reshape(-1, 3), points_2d.reshape(-1, 2), K, **pnp_kwargs)
-
-
-def top_votes(grid_points, grid_confidence, k: int = 10) -> np.ndarray:
-    """The `k` most confident cells' proposals for each control point, `(k, C, 2)`.
-
-    Ties go to the lower cell index; NaN confidences come last. `grid_points` is `(N, C, 2)` (or
-    any leading grid shape), `grid_confidence` the matching `(N, C)`.
-    """
-    grid_points = np.asarray(grid_points, dtype=np.float64)
-    c = grid_points.shape[-2]
-    top = top_proposals(np.asarray(grid_confidence).reshape(-1, c), k)  # (k, C) cell indices
-    return grid_points.reshape(-1, c, 2)[top, np.arange(c)[None, :]]
+    if votes.ndim != 3 or votes.shape[1:] != (c, 2):
+        raise ValueError(f"votes must be (k, {c}, 2), got {votes.shape}")
+    points_3d = np.broadcast_to(control_points, (len(votes), c, 3))
+    return solve_pnp(points_3d.reshape(-1, 3), votes.reshape(-1, 2), K, **pnp_kwargs)
 
 
 @dataclass(frozen=True)

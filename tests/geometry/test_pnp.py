@@ -8,9 +8,10 @@ from hoposer.geometry.control_points import box_control_points
 from hoposer.geometry.pnp import (
     ObjectPoseGate,
     PnPResult,
-    object_pose_from_grid,
+    object_pose_from_votes,
     solve_pnp,
     top_proposals,
+    top_votes,
 )
 
 K = np.array([[615.0, 0.0, 320.0], [0.0, 615.0, 240.0], [0.0, 0.0, 1.0]])
@@ -114,19 +115,21 @@ def test_pose_from_grid_uses_the_most_confident_cells():
         grid[good, j] = truth[j] + rng.normal(scale=0.5, size=(12, 2))
         confidence[good, j] = rng.uniform(0.6, 1.0, size=12)
     confidence[0, 0] = np.nan
-    result = object_pose_from_grid(grid, confidence, CONTROL, K, k=10)
+    result = object_pose_from_votes(top_votes(grid, confidence, k=10), CONTROL, K)
     assert result.success and result.inliers == 210
     assert _angle(result.R, R_TRUE) < 1e-2 and np.linalg.norm(result.t - T_TRUE) < 2e-3
     # the grid may keep its 2D layout
-    square = object_pose_from_grid(
-        grid.reshape(8, 8, 21, 2), confidence.reshape(8, 8, 21), CONTROL, K
+    square = object_pose_from_votes(
+        top_votes(grid.reshape(8, 8, 21, 2), confidence.reshape(8, 8, 21)), CONTROL, K
     )
     assert np.allclose(square.R, result.R) and np.allclose(square.t, result.t)
 
 
 def test_bad_shapes_raise():
     with pytest.raises(ValueError):
-        object_pose_from_grid(np.zeros((4, 20, 2)), np.zeros((4, 20)), CONTROL, K)
+        object_pose_from_votes(np.zeros((4, 20, 2)), CONTROL, K)
+    with pytest.raises(ValueError):
+        top_votes(np.zeros((4, 20, 2)), np.zeros((4, 21)))
     with pytest.raises(ValueError):
         solve_pnp(CONTROL, np.zeros((20, 2)), K)
 
@@ -229,8 +232,8 @@ def test_pose_from_box_normalised_grid_equals_pose_from_pixels():
     box = np.array([100.0, 80.0, 420.0, 380.0])
     normalised = ((grid - box[:2]) / (box[2:] - box[:2])).astype(np.float32)
     pixels = box[:2] + normalised.astype(np.float64) * (box[2:] - box[:2])
-    a = object_pose_from_grid(normalised, confidence, CONTROL, K, box=box)
-    b = object_pose_from_grid(pixels, confidence, CONTROL, K)
+    a = object_pose_from_votes(top_votes(normalised, confidence, box=box), CONTROL, K)
+    b = object_pose_from_votes(top_votes(pixels, confidence), CONTROL, K)
     assert a.success and np.array_equal(a.R, b.R) and np.array_equal(a.t, b.t)
 
 
