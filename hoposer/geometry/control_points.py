@@ -455,6 +455,24 @@ def symmetric_pose(R, t, S, centre) -> tuple[np.ndarray, np.ndarray]:
     return RS, np.asarray(t, np.float64) + R @ centre - RS @ centre
 
 
+#: The most members a finite symmetry group has here (a cube's 24 turns).
+MAX_MEMBERS = 24
+
+
+def symmetric_targets(R, t, symmetry: str, control_points, centre, extent=None) -> np.ndarray:
+    """Control points in the camera frame under every pose that shows what `(R, t)` shows.
+
+    For a box, one set per member of its group (`symmetry_rotations`), `(R, t)`'s own first:
+    `(M, C, 3)`, M ≤ `MAX_MEMBERS`. The cylinder's group is continuous and "none" has one member,
+    so both give `(1, C, 3)`: the given pose's points alone.
+    """
+    R, t = np.asarray(R, np.float64), np.asarray(t, np.float64)
+    control_points = np.asarray(control_points, np.float64)
+    turns = symmetry_rotations(symmetry, extent=extent) if symmetry == "box" else np.eye(3)[None]
+    members = [symmetric_pose(R, t, S, centre) for S in turns]
+    return np.stack([control_points @ R_.T + t_ for R_, t_ in members])
+
+
 def view_rotation(ray) -> np.ndarray:
     """The viewing frame of `ray` (`(3,)`, camera frame), `(3, 3)` with its axes as columns.
 

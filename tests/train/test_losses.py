@@ -88,3 +88,38 @@ def test_loss_weight_changes_one_term_of_a_preset():
                 "heatmaps=inf"):  # fmt: skip
         with pytest.raises(HoposerError, match="--loss-weight"):
             loss_weights("heatmaps", [bad])
+
+
+def test_the_object_terms_follow_the_symmetry_member_the_whole_grid_votes_for():
+    """Any member of a box's family is a right answer, but all cells must give the same one."""
+    weights = LossWeights(joints_2d=0, heatmaps=0, vertices=0, joints_3d=0, pose=0, shape=0,
+                          object_points=1.0, object_confidence=1.0)  # fmt: skip
+    outputs, batch = _batch_and_outputs("target")
+    points = torch.tensor(np.random.default_rng(2).uniform(0, 1, (2, 21, 2)), dtype=torch.float32)
+    turned = points[:, torch.arange(20, -1, -1)]  # another member: the same points, relabelled
+    members = torch.stack([points, turned, points, points], dim=1)  # padded by the first
+    mask = torch.ones(2, R, R)
+    batch.update(object_points_2d=points, object_points_2d_members=members, object_mask=mask,
+                 has_object=torch.ones(2))  # fmt: skip
+
+    def terms(proposals):
+        raw = outputs.raw._replace(
+            object_points=proposals, object_confidence=torch.ones(2, R, R, 21)
+        )
+        return hand_object_loss(outputs._replace(raw=raw), batch, StandInHand(), weights)[1]
+
+    everywhere = torch.ones(2, R, R, 1, 1)
+    for member in (points, turned):
+        exact = terms(member[:, None, None] * everywhere)
+        assert exact["object_points"] == pytest.approx(0.0, abs=1e-6)
+        assert exact["object_confidence"] == pytest.approx(0.0, abs=1e-6)
+    half = torch.cat([points[:, None, None] * everywhere[:, : R // 2],
+                      turned[:, None, None] * everywhere[:, R // 2 :]], dim=1)  # fmt: skip
+    mixed = terms(half)["object_points"]
+    mismatch = (points - turned).abs().sum(-1).mean()  # per cell of the other half
+    assert mixed == pytest.approx(float(mismatch) / 2, rel=1e-5)
+    # without the family, the canonical targets alone: the turned member is wrong everywhere
+    del batch["object_points_2d_members"]
+    assert terms(turned[:, None, None] * everywhere)["object_points"] == pytest.approx(
+        float(mismatch), rel=1e-5
+    )

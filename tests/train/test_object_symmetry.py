@@ -118,3 +118,19 @@ def test_an_object_the_image_hardly_shows_is_no_object_to_learn(tmp_path):
     assert hidden["has_object"] == 0.0 and not hidden["object_mask"].any()
     # Half shown is enough; a frame that does not record visibility (HO-3D) keeps its object.
     assert half["has_object"] == 1.0 and unknown["has_object"] == 1.0
+
+
+@pytest.mark.parametrize("spec, distinct", [("box:0.05x0.08x0.03", 4), ("box:0.06x0.06x0.06", 24),
+                                            ("cylinder:0.03x0.1", 1)])  # fmt: skip
+def test_a_sample_carries_the_targets_of_every_member_of_a_finite_symmetry(
+    tmp_path, spec, distinct
+):
+    """The loss may train towards any member: each is the same point set, relabelled."""
+    sample = _write_frames(tmp_path, spec, _poses([np.eye(3)])).make_sample(0)
+    members = sample["object_points_2d_members"]
+    np.testing.assert_allclose(members[0], sample["object_points_2d"])
+    assert len(np.unique(members.round(4), axis=0)) == distinct  # padded by the first member
+    for member in members:
+        np.testing.assert_allclose(
+            np.sort(member.round(4), axis=0), np.sort(members[0].round(4), axis=0), atol=2e-4
+        )

@@ -7,6 +7,7 @@ A sample is a dict of numpy arrays ready for `collate`:
     joints_3d (21, 3) wrist-relative, metres   theta (48,), beta (10,)
     has_mano, has_object () float flags (eq. 8's mask B is `has_object`)
     object_points_2d (21, 2) normalised to the object box
+    object_points_2d_members (MAX_MEMBERS, 21, 2) the same for every symmetric pose (below)
     object_mask (R, R) float: grid cells on the object's silhouette
     object_R (3, 3), object_t (3,), wrist (3,): crop-camera poses for evaluation (object: the
         labelled pose, not the canonical one)
@@ -15,9 +16,11 @@ A sample is a dict of numpy arrays ready for `collate`:
 Object targets of a symmetric object (the frame's `object_symmetry`) are computed from the
 canonical member of its pose's symmetry family in the crop camera (`canonical_pose`: the
 rotation closest to the camera's axes), so that two poses showing the same image give the
-same 21 targets. (A min-over-symmetries loss was the alternative: it cannot express the
-cylinder's continuous group as a permutation of control points, and since every grid cell
-votes independently, cells could settle on different members and PnP would mix their votes.)
+same 21 targets. A box also carries the targets of every member of its family
+(`object_points_2d_members`, the canonical one first, padded to `MAX_MEMBERS` by repeating it):
+the loss trains each sample's whole grid towards the member nearest its proposals, so a pose
+near a boundary between two canonical members is no blend of both. The cylinder's continuous
+group has no finite set of members; its canonical targets alone train it.
 
 An object the image hardly shows (meta `objVisible` under `MIN_OBJECT_VISIBLE`: hidden by the hand
 or an occluder, or out of the frame) is no object label, for training as for scoring, as in BOP:
@@ -42,7 +45,7 @@ import torch
 from hoposer.errors import HoposerError
 from hoposer.geometry.boxes import box_from_points
 from hoposer.geometry.camera import project
-from hoposer.geometry.control_points import canonical_pose
+from hoposer.geometry.control_points import MAX_MEMBERS, canonical_pose, symmetric_targets
 from hoposer.geometry.crop import HAND_BOX_EXPAND, Crop, crop_around, expand_box
 from hoposer.model.inputs import network_image
 from hoposer.train.data.ho3d import FrameLabel, ObjectLibrary, read_label, read_split
@@ -243,8 +246,11 @@ class HandObjectDataset(torch.utils.data.Dataset):
             target_R, target_t = canonical_pose(
                 object_R, object_t, symmetry, model.centre, model.extent
             )
-            points_2d = project(model.control_points @ target_R.T + target_t, crop_K)
-            object_box = expand_box(box_from_points(points_2d), OBJECT_BOX_EXPAND)
+            members = symmetric_targets(
+                target_R, target_t, symmetry, model.control_points, model.centre, model.extent
+            )
+            points_2d = project(members, crop_K)  # (M, 21, 2), the canonical member first
+            object_box = expand_box(box_from_points(points_2d[0]), OBJECT_BOX_EXPAND)
             # An object outside the crop (out of the frame, which clips the crop) shows no pixel
             # to learn from, and its box breaks the engines' input contract: no object here.
             if _area_inside(object_box, self.input_size) < 1.0:
@@ -252,13 +258,18 @@ class HandObjectDataset(torch.utils.data.Dataset):
         if model is not None:
             vertices = model.vertices[:: max(1, len(model.vertices) // 2000)]
             silhouette = project(vertices @ object_R.T + object_t, crop_K)
-            sample["object_points_2d"] = _normalise(points_2d, object_box)
+            sample["object_points_2d"] = _normalise(points_2d[0], object_box)
+            padded = np.concatenate(  # repeats of the canonical member: same loss, fixed shape
+                [points_2d, np.repeat(points_2d[:1], MAX_MEMBERS - len(points_2d), axis=0)]
+            )
+            sample["object_points_2d_members"] = _normalise(padded, object_box)
             sample["object_mask"] = silhouette_grid(silhouette, object_box, r)
             sample["object_box"] = object_box
             sample["object_R"], sample["object_t"] = object_R, object_t
             sample["has_object"] = np.float32(1.0)
         else:
             sample["object_points_2d"] = np.zeros((21, 2))
+            sample["object_points_2d_members"] = np.zeros((MAX_MEMBERS, 21, 2))
             sample["object_mask"] = np.zeros((r, r), np.float32)
             sample["object_box"] = hand_box.copy()  # any valid box: the loss ignores it
             sample["object_R"], sample["object_t"] = np.full((3, 3), np.nan), np.full(3, np.nan)

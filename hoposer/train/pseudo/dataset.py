@@ -17,6 +17,7 @@ import torch
 from hoposer.errors import HoposerError
 from hoposer.frames.sources import read_frame
 from hoposer.geometry.boxes import box_from_points
+from hoposer.geometry.control_points import MAX_MEMBERS
 from hoposer.geometry.crop import HAND_BOX_EXPAND, crop_around, expand_box
 from hoposer.model.inputs import network_image
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, blur, jitter_color
@@ -106,6 +107,7 @@ class PseudoLabelDataset(torch.utils.data.Dataset):
             "beta": lab.beta[index],
             "has_mano": np.float32(1.0),
             "object_points_2d": np.zeros((21, 2)),
+            "object_points_2d_members": np.zeros((MAX_MEMBERS, 21, 2)),
             "object_mask": np.zeros((r, r), np.float32),
             "object_box": network_object_box,
             "object_R": np.full((3, 3), np.nan),
