@@ -250,11 +250,8 @@ def top_votes(grid_points, grid_confidence, k: int = 10, box=None) -> np.ndarray
     """
     grid_points = np.asarray(grid_points)
     grid_confidence = np.asarray(grid_confidence)
-    if (
-        grid_points.ndim < 2
-        or grid_points.shape[-1] != 2
-        or (grid_confidence.shape != grid_points.shape[:-1])
-    ):
+    shapes_agree = grid_confidence.shape == grid_points.shape[:-1]
+    if grid_points.ndim < 2 or grid_points.shape[-1] != 2 or not shapes_agree:
         raise ValueError(
             "grid_points must be (N, C, 2) and grid_confidence (N, C), got "
             f"{grid_points.shape} and {grid_confidence.shape}"
