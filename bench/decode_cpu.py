@@ -14,8 +14,8 @@ Three kinds of network output, all `lite`-shaped (32×32 object grid, 21 control
 
 Prints, per kind, wall-clock p50/p90 and CPU-time p50 (`time.process_time`, less sensitive to
 other processes on a shared machine) of the whole decode and of its parts: the hand (hand model
-and 2D-3D translation), the vote selection (`top_proposals`) and the PnP (`solve_pnp`). One
-torch thread, as in the stream.
+and 2D-3D translation), the vote selection (`top_votes`) and the PnP
+(`object_pose_from_votes`). One torch thread, as in the stream.
 """
 
 import argparse
@@ -31,7 +31,7 @@ import torch
 from hoposer.decode import decode
 from hoposer.geometry.camera import project, solve_translation
 from hoposer.geometry.control_points import object_mesh
-from hoposer.geometry.pnp import solve_pnp, top_proposals
+from hoposer.geometry.pnp import object_pose_from_votes, top_votes
 from hoposer.model.hand import StandInHand
 from hoposer.model.inputs import box_to_pixels
 from hoposer.model.network import RawOutputs
@@ -120,8 +120,7 @@ def measure(raw, hand_boxes, object_boxes, hand, control_points, iterations: int
     """Whole decode and its parts, for one frame."""
     theta, beta = raw.theta.float(), raw.beta.float()
     joints_2d = box_to_pixels(raw.joints_2d.numpy(), hand_boxes)[0]
-    points = raw.object_points[0].reshape(-1, 21, 2).numpy()
-    confidence = raw.object_confidence[0].reshape(-1, 21).numpy()
+    points, confidence = raw.object_points[0].numpy(), raw.object_confidence[0].numpy()
 
     def hand_part():
         with torch.no_grad():
@@ -130,21 +129,18 @@ def measure(raw, hand_boxes, object_boxes, hand, control_points, iterations: int
         with contextlib.suppress(ValueError):
             solve_translation(rel, joints_2d, K)
 
-    def correspondences():
-        top = top_proposals(confidence, 10)
-        chosen = points[top, np.arange(21)].astype(np.float64)
-        return box_to_pixels(chosen.reshape(1, -1, 2), object_boxes)[0]
+    def vote_selection():
+        return top_votes(points, confidence, 10, box=object_boxes[0])
 
-    image_points = correspondences()
-    object_points = np.tile(control_points, (10, 1))
+    votes = vote_selection()
     pose = decode(raw, K, hand_boxes, object_boxes, hand, control_points)[0]
     return {
         "decode": _time(
             lambda: decode(raw, K, hand_boxes, object_boxes, hand, control_points), iterations
         ),  # fmt: skip
         "hand": _time(hand_part, iterations),
-        "vote_selection": _time(correspondences, iterations),
-        "pnp": _time(lambda: solve_pnp(object_points, image_points, K), iterations),
+        "vote_selection": _time(vote_selection, iterations),
+        "pnp": _time(lambda: object_pose_from_votes(votes, control_points, K), iterations),
         "object_success": bool(pose.object.success),
         "object_inliers": int(pose.object.inliers),
     }
