@@ -93,7 +93,8 @@ def _headline(metrics: dict) -> dict:
     hand = metrics.get("hand")
     if hand:
         for key in ("joint_pa_error_mm", "mesh_pa_error_mm", "f5", "f15", "joint_pa_auc",
-                    "joint_error_mm"):  # fmt: skip
+                    "joint_error_mm", "mean_pose_pa_error_mm",
+                    "joint_pa_vs_mean_pose"):  # fmt: skip
             out[key] = round(hand[key], 4)
     if metrics.get("object"):
         out["object"] = metrics["object"]["average"]

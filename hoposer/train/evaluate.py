@@ -25,6 +25,7 @@ import torch
 
 from hoposer.decode import decode
 from hoposer.errors import HoposerError
+from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hoposer.geometry.skeleton import OURS_TO_HO3D
 from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
@@ -33,7 +34,7 @@ from hoposer.model.inputs import box_to_pixels
 from hoposer.train.data.dataset import HandObjectDataset, collate
 from hoposer.train.data.ho3d import GL_TO_CV
 from hoposer.train.fit import resolve_device
-from hoposer.train.metrics import HandEvaluator, ObjectEvaluator
+from hoposer.train.metrics import HandEvaluator, ObjectEvaluator, ho3d_procrustes
 from hoposer.train.options import EvalOptions
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class Scores:
     objects: ObjectEvaluator
     submission: list[list] = field(default_factory=list)  #: codalab rows, one per frame
     joint_2d_errors_px: list[float] = field(default_factory=list)  #: mean per labelled hand
+    #: ground-truth MANO parameters of the labelled hands: θ `(48,)`, β `(10,)`
+    true_hands: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    mean_pose_pa_error_mm: float = float("nan")  #: see `mean_pose_pa_error`
     skipped: int = 0  #: unreadable frames
 
     def metrics(self) -> dict:
@@ -55,6 +59,9 @@ class Scores:
         if self.hands.f_scores:
             metrics["hand"] = self.hands.summary()
             metrics["hand"]["joint_2d_error_px"] = float(np.mean(self.joint_2d_errors_px))
+            hand = metrics["hand"]
+            hand["mean_pose_pa_error_mm"] = self.mean_pose_pa_error_mm
+            hand["joint_pa_vs_mean_pose"] = hand["joint_pa_error_mm"] / self.mean_pose_pa_error_mm
         if self.objects.add:
             metrics["object"] = self.objects.summary()
         return metrics
@@ -89,7 +96,42 @@ def score_split(
             done += len(batch["index"])
             if progress:
                 progress(done, len(dataset))
+    if scores.true_hands:
+        theta, beta = (np.stack(x) for x in zip(*scores.true_hands, strict=True))
+        scores.mean_pose_pa_error_mm = 1000 * mean_pose_pa_error(theta, beta, hand_model)
     return scores
+
+
+def mean_pose_pa_error(theta: np.ndarray, beta: np.ndarray, hand_model: HandModel) -> float:
+    """PA-MPJPE (metres) of one constant articulation for every hand.
+
+    This is what a network that ignores the fingers scores. The constant is the set's own mean
+    articulation (per joint, the rotation nearest the mean of the rotation matrices), so the
+    baseline is at least as strong as any mean taken from training data. Each hand keeps its
+    true shape and global rotation; Procrustes alignment would undo the latter anyway.
+
+    Args:
+        theta: `(N, 48)` true MANO poses (axis-angle, global first).
+        beta: `(N, 10)` true shapes.
+        hand_model: the model the poses belong to.
+    """
+    theta = torch.as_tensor(np.asarray(theta), dtype=torch.float64)
+    beta = torch.as_tensor(np.asarray(beta), dtype=torch.float64)
+    rotations = axis_angle_to_matrix(theta[:, 3:].reshape(len(theta), -1, 3)).mean(dim=0)
+    u, _, vt = torch.linalg.svd(rotations)
+    flip = torch.ones_like(rotations[:, 0])  # keep det +1: the nearest rotation, no reflection
+    flip[:, -1] = torch.sign(torch.linalg.det(u @ vt))
+    mean = matrix_to_axis_angle(u @ torch.diag_embed(flip) @ vt).reshape(-1)
+    constant = theta.clone()
+    constant[:, 3:] = mean
+    with torch.no_grad():
+        true = hand_model(theta.float(), beta.float()).joints.double().numpy()
+        pred = hand_model(constant.float(), beta.float()).joints.double().numpy()
+    errors = [
+        np.linalg.norm(ho3d_procrustes(t, p) - t, axis=1).mean()
+        for t, p in zip(true, pred, strict=True)
+    ]
+    return float(np.mean(errors))
 
 
 def evaluate(options: EvalOptions, progress=None) -> dict:
@@ -147,6 +189,7 @@ def _score(dataset, index, raw, i, batch, hand_model, scores: Scores) -> None:
         gt_joints = batch["joints_3d"][i].double().numpy() + wrist
         theta = batch["theta"][i : i + 1].float()
         beta = batch["beta"][i : i + 1].float()
+        scores.true_hands.append((theta[0].double().numpy(), beta[0].double().numpy()))
         with torch.no_grad():
             gt_vertices = hand_model(theta, beta).vertices[0].double().numpy() + wrist
         pred_joints, pred_vertices = pose.hand.joints, pose.hand.vertices

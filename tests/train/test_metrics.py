@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
+import torch
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
+from hoposer.model.hand import build_hand_model
+from hoposer.train.evaluate import mean_pose_pa_error
 from hoposer.train.metrics import (
     HandEvaluator,
     KeypointErrors,
@@ -139,3 +142,26 @@ def test_a_symmetric_pose_scores_as_right_under_adds_and_rep_but_not_add():
     assert o["adds_0.1d"] == 100 and o["pose_0.1d"] == 100 and o["rep_5"] == 100
     assert o["add_0.1d"] == 0 and o["adds_mm_median"] < 1e-9
     assert rep_error(box.vertices, R_flip, t_flip, R, t, K) > 5  # asymmetric REP: a miss
+
+
+def test_mean_pose_baseline_against_scipy_rotation_means():
+    hand_model = build_hand_model("standin")
+    rng = np.random.default_rng(0)
+    theta = rng.normal(0.0, 0.4, (6, 48))
+    beta = rng.normal(0.0, 1.0, (6, 10))
+    # One articulation in every frame, seen under different global rotations: nothing to miss.
+    same = np.concatenate([theta[:, :3], np.broadcast_to(theta[0, 3:], (6, 45))], axis=1)
+    assert mean_pose_pa_error(same, beta, hand_model) < 1e-6
+
+    mean = np.concatenate(
+        [Rotation.from_rotvec(theta[:, 3 * j : 3 * j + 3]).mean().as_rotvec() for j in range(1, 16)]
+    )
+    constant = theta.copy()
+    constant[:, 3:] = mean
+    with torch.no_grad():
+        true = hand_model(torch.tensor(theta).float(), torch.tensor(beta).float()).joints.numpy()
+        pred = hand_model(torch.tensor(constant).float(), torch.tensor(beta).float()).joints.numpy()
+    pairs = zip(true, pred, strict=True)
+    expected = np.mean([np.linalg.norm(ho3d_procrustes(t, p) - t, axis=1).mean() for t, p in pairs])
+    assert expected > 1e-3  # varied poses: the constant misses them
+    assert mean_pose_pa_error(theta, beta, hand_model) == pytest.approx(expected, rel=1e-4)

@@ -186,6 +186,8 @@ def test_eval_writes_metrics_and_a_codalab_submission(data, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["frames"] == 4
     assert {"joint_pa_error_mm", "mesh_pa_error_mm", "f5", "f15"} <= set(metrics["hand"])
+    assert metrics["hand"]["mean_pose_pa_error_mm"] > 0  # 4 frames, 4 different grips
+    assert np.isfinite(metrics["hand"]["joint_pa_vs_mean_pose"])
     assert "add_0.1d" in metrics["object"]["average"]
     submission = json.loads((out / "pred.json").read_text())
     assert len(submission) == 4 and np.asarray(submission[0][0]).shape == (21, 3)
