@@ -60,8 +60,12 @@ class Scores:
             metrics["hand"] = self.hands.summary()
             metrics["hand"]["joint_2d_error_px"] = float(np.mean(self.joint_2d_errors_px))
             hand = metrics["hand"]
-            hand["mean_pose_pa_error_mm"] = self.mean_pose_pa_error_mm
-            hand["joint_pa_vs_mean_pose"] = hand["joint_pa_error_mm"] / self.mean_pose_pa_error_mm
+            baseline = self.mean_pose_pa_error_mm
+            hand["mean_pose_pa_error_mm"] = baseline
+            # Hands that all share one articulation leave no baseline to compare with (null).
+            hand["joint_pa_vs_mean_pose"] = (
+                hand["joint_pa_error_mm"] / baseline if baseline > 1e-3 else float("nan")
+            )
         if self.objects.add:
             metrics["object"] = self.objects.summary()
         return metrics

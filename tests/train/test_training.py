@@ -11,6 +11,7 @@ import torch
 from hoposer.cli import main
 from hoposer.geometry.camera import project
 from hoposer.geometry.control_points import canonical_pose
+from hoposer.io import loads_strict
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, collate
 from hoposer.train.data.ho3d import read_label, to_ho3d_meta
 from hoposer.train.fit import FitOptions, fit
@@ -192,6 +193,12 @@ def test_eval_writes_metrics_and_a_codalab_submission(data, tmp_path):
     submission = json.loads((out / "pred.json").read_text())
     assert len(submission) == 4 and np.asarray(submission[0][0]).shape == (21, 3)
     assert (out / "pred.zip").is_file() and (out / "pck.png").stat().st_size > 1000
+
+    # One hand is its own mean articulation: no baseline, so the ratio is null, not a division.
+    one = tmp_path / "one"
+    assert main([*args[:-6], "--out", str(one), "--max-samples", "1", *args[-4:]]) == 0
+    hand = loads_strict((one / "metrics.json").read_text())["hand"]
+    assert hand["mean_pose_pa_error_mm"] < 1e-3 and hand["joint_pa_vs_mean_pose"] is None
 
 
 def test_a_second_fit_into_the_same_folder_needs_resume(data, tmp_path):
