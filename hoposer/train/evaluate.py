@@ -36,6 +36,7 @@ from hoposer.train.data.ho3d import GL_TO_CV
 from hoposer.train.fit import resolve_device
 from hoposer.train.metrics import HandEvaluator, ObjectEvaluator, ho3d_procrustes
 from hoposer.train.options import EvalOptions
+from hoposer.train.pseudo.generate import mean_rotation
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,8 @@ def mean_pose_pa_error(theta: np.ndarray, beta: np.ndarray, hand_model: HandMode
     """
     theta = torch.as_tensor(np.asarray(theta), dtype=torch.float64)
     beta = torch.as_tensor(np.asarray(beta), dtype=torch.float64)
-    rotations = axis_angle_to_matrix(theta[:, 3:].reshape(len(theta), -1, 3)).mean(dim=0)
-    u, _, vt = torch.linalg.svd(rotations)
-    flip = torch.ones_like(rotations[:, 0])  # keep det +1: the nearest rotation, no reflection
-    flip[:, -1] = torch.sign(torch.linalg.det(u @ vt))
-    mean = matrix_to_axis_angle(u @ torch.diag_embed(flip) @ vt).reshape(-1)
+    rotations = axis_angle_to_matrix(theta[:, 3:].reshape(len(theta), -1, 3)).numpy()
+    mean = matrix_to_axis_angle(torch.from_numpy(mean_rotation(rotations))).reshape(-1)
     constant = theta.clone()
     constant[:, 3:] = mean
     with torch.no_grad():

@@ -51,10 +51,11 @@ def _rank_world() -> tuple[int, int]:
 
 
 def mean_rotation(rotations: np.ndarray) -> np.ndarray:
-    """The rotation closest (Frobenius) to the mean of `rotations (N, 3, 3)`."""
+    """The rotation closest (Frobenius) to the mean of `rotations (N, ..., 3, 3)` over N."""
     u, _, vt = np.linalg.svd(rotations.mean(axis=0))
-    d = np.sign(np.linalg.det(u @ vt))
-    return u @ np.diag([1.0, 1.0, d]) @ vt
+    keep = np.ones(u.shape[:-1])  # diag(1, 1, det): a proper rotation, never a reflection
+    keep[..., -1] = np.sign(np.linalg.det(u @ vt))
+    return (u * keep[..., None, :]) @ vt
 
 
 class TTAPredictor:
