@@ -16,6 +16,9 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 P2_STRIDE = 4
 
+#: What `HandObjectNet.hold` can train alone.
+LEARN = ("all", "object", "mesh")
+
 
 class RawOutputs(NamedTuple):
     """Everything the network predicts for a batch; the same for every backend.
@@ -78,29 +81,38 @@ class HandObjectNet(nn.Module):
             mean, std = torch.zeros(3), torch.ones(3)
         self.register_buffer("pixel_mean", mean.reshape(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", std.reshape(1, 3, 1, 1), persistent=False)
-        self.hand_held = False
+        self.held: list[nn.Module] = []
 
     def hand_path(self) -> list[nn.Module]:
         """The modules the hand's outputs depend on: the shared trunk and the hand's own."""
         return [m for m in (self.backbone, self.hand_context, self.hand_decoder) if m is not None]
 
-    def hold_hand(self) -> None:
-        """Train the object branch alone.
+    def hold(self, learn: str) -> None:
+        """Train one part alone: every module outside it keeps its weights.
 
-        The hand's path gets no gradients and stays in eval mode (its BatchNorm statistics too),
-        so the hand's outputs keep their values while the object branch (its trunk, when it has
-        one, context module and decoder) learns.
+        `learn` is one of `LEARN`: "all" holds nothing; "object" trains the object branch (its
+        trunk, when it has one, context module and decoder), holding the hand's path; "mesh"
+        trains the hand's mesh regressor (`MeshEncoder` and the θ/β head), holding everything
+        else, so the 2D joints and the object keep their values. Held modules get no gradients
+        and stay in eval mode (their BatchNorm statistics too).
         """
-        self.hand_held = True
-        for module in self.hand_path():
+        if learn not in LEARN:
+            raise ValueError(f"learn must be one of {LEARN}, got {learn!r}")
+        object_branch = (self.object_backbone, self.object_context, self.object_decoder)
+        held = {
+            "all": [],
+            "object": self.hand_path(),
+            "mesh": [self.backbone, self.hand_context, self.hand_decoder.heatmaps, *object_branch],
+        }[learn]
+        self.held = [m for m in held if m is not None]
+        for module in self.held:
             module.requires_grad_(False)
         self.train(self.training)
 
     def train(self, mode: bool = True):  # noqa: D102
         super().train(mode)
-        if self.hand_held:
-            for module in self.hand_path():
-                module.eval()
+        for module in self.held:
+            module.eval()
         return self
 
     def forward(

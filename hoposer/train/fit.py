@@ -33,7 +33,7 @@ from hoposer.model import ModelConfig, get_config
 from hoposer.model.backbone import load_pretrained
 from hoposer.model.checkpoint import load_checkpoint
 from hoposer.model.hand import build_hand_model
-from hoposer.model.network import HandObjectNet
+from hoposer.model.network import LEARN, HandObjectNet
 from hoposer.threads import configure_threads
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset
 from hoposer.train.hooks import Budget, Checkpointer, EpochProgress, MetricsWriter
@@ -96,8 +96,8 @@ def build_datasets(options: FitOptions, config: ModelConfig) -> torch.utils.data
 
 
 def _check_start(options: FitOptions, resume: bool) -> None:
-    if options.learn not in ("all", "object"):
-        raise HoposerError(f"--learn {options.learn}: choose all or object")
+    if options.learn not in LEARN:
+        raise HoposerError(f"--learn {options.learn}: choose {' or '.join(LEARN)}")
     if resume or options.init_weights:
         return
     if options.add_object_trunk:
@@ -105,9 +105,10 @@ def _check_start(options: FitOptions, resume: bool) -> None:
             "--add-object-trunk grows the network of --init-weights: give one (a fresh run of "
             "--config lite has the trunk already)"
         )
-    if options.learn == "object":
+    if options.learn != "all":
         raise HoposerError(
-            "--learn object keeps the hand of --init-weights: give the checkpoint to start from"
+            f"--learn {options.learn} keeps the rest of --init-weights: give the checkpoint to "
+            "start from"
         )
 
 
@@ -181,8 +182,7 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
         if all([load_pretrained(trunk, options.backbone_weights) for trunk in trunks]):
             log.info("backbone starts from ImageNet weights (%s)", options.backbone_weights)
     model = model.to(device).train()
-    if options.learn == "object":
-        model.hold_hand()
+    model.hold(options.learn)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     hand_model = build_hand_model(options.hand_model, options.mano_dir).to(device)

@@ -66,7 +66,8 @@ class FitOptions:
     learn: str = option(
         "all",
         "what trains: all | object (the object branch alone: the hand's path keeps the weights of "
-        "--init-weights, BatchNorm statistics included, so its outputs do not change)",
+        "--init-weights, BatchNorm statistics included, so its outputs do not change) | mesh "
+        "(the hand's mesh regressor alone: the 2D joints and the object do not change)",
     )
     checkpoint_every: int = option(500, "steps between checkpoints")
     max_steps: int | None = option(None, "stop after this many steps")

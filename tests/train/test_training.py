@@ -271,14 +271,43 @@ def test_an_object_trunk_added_to_a_checkpoint_learns_while_the_hand_stays_as_it
         torch.testing.assert_close(after[f"object_backbone.{name}"], imagenet.state_dict()[name])
 
 
+def test_learning_the_mesh_alone_keeps_the_2d_joints_and_the_object(data, tmp_path):
+    import dataclasses
+
+    from hoposer.model import get_config
+    from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
+    from hoposer.model.network import HandObjectNet
+
+    config = dataclasses.replace(get_config("lite"), input_size=SIZE, roi_size=16)
+    torch.manual_seed(0)
+    start = save_checkpoint(HandObjectNet(config), tmp_path / "start.safetensors",
+                            metadata={"hand_model": "standin"})  # fmt: skip
+    run = tmp_path / "run"
+    mesh = {"init_weights": str(start), "learn": "mesh", "lr": 1e-3}
+    fit(_options(data, run, max_steps=1, **mesh), progress=False)
+    fit(_options(data, run, max_steps=3, **mesh), resume=True, progress=False)  # held on resume
+
+    before = load_checkpoint(start).state_dict()
+    after = load_checkpoint(run / "model.safetensors").state_dict()
+    regressor = ("hand_decoder.encoder.", "hand_decoder.mano.")
+    held = [name for name in after if not name.startswith(regressor)]
+    assert set(after) == set(before) and len(held) < len(after)
+    for name in held:  # trunks, heatmaps and object alike, BatchNorm statistics too
+        assert torch.equal(before[name], after[name]), name
+    for prefix in regressor:
+        assert any(not torch.equal(before[name], after[name]) for name in after
+                   if name.startswith(prefix)), prefix  # fmt: skip
+
+
 def test_learning_the_object_alone_or_growing_a_trunk_needs_a_checkpoint(data, tmp_path):
     from hoposer.errors import HoposerError
 
-    with pytest.raises(HoposerError, match="--learn object keeps the hand of --init-weights"):
-        fit(_options(data, tmp_path / "a", learn="object"), progress=False)
+    for part in ("object", "mesh"):
+        with pytest.raises(HoposerError, match=f"--learn {part} keeps the rest of --init-weights"):
+            fit(_options(data, tmp_path / part, learn=part), progress=False)
     with pytest.raises(HoposerError, match="--add-object-trunk grows the network"):
         fit(_options(data, tmp_path / "b", add_object_trunk=True), progress=False)
-    with pytest.raises(HoposerError, match="--learn hand: choose all or object"):
+    with pytest.raises(HoposerError, match="--learn hand: choose all or object or mesh"):
         fit(_options(data, tmp_path / "c", learn="hand"), progress=False)
 
 
