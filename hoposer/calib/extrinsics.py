@@ -31,6 +31,7 @@ from hoposer.calib.boards import BoardSpec
 from hoposer.calib.camera_info import CameraInfo
 from hoposer.calib.detect import BoardDetector, Detection, no_board_error
 from hoposer.errors import HoposerError
+from hoposer.geometry.procrustes import mean_rotation
 from hoposer.io import write_text_atomic
 
 # --- rotations --------------------------------------------------------------------------------
@@ -91,13 +92,6 @@ def rotation_angle_deg(Ra: np.ndarray, Rb: np.ndarray) -> float:
     """Angle of `Ra @ Rb.T`, degrees."""
     c = (np.trace(np.asarray(Ra) @ np.asarray(Rb).T) - 1) / 2
     return float(np.degrees(np.arccos(np.clip(c, -1.0, 1.0))))
-
-
-def mean_rotation(Rs: np.ndarray) -> np.ndarray:
-    """Chordal L2 mean of rotations `(N, 3, 3)` (the quaternion-outer-product average)."""
-    Q = np.stack([matrix_to_quat(R) for R in Rs])
-    M = Q.T @ Q
-    return quat_to_matrix(np.linalg.eigh(M)[1][:, -1])
 
 
 # --- the transform and its file -------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""Similarity (Procrustes) alignment of one point set onto another (Umeyama, 1991)."""
+"""Procrustes problems: one point set aligned onto another, rotations averaged.
+
+`procrustes` is Umeyama's (1991) similarity alignment; `mean_rotation` the rotation nearest the
+average of several.
+"""
 
 import numpy as np
 
@@ -48,3 +52,16 @@ def procrustes(
     scale = float((D * S).sum() / variance)
     t = mu_target - scale * R @ mu_pred
     return scale * pred @ R.T + t, scale, R, t
+
+
+def mean_rotation(rotations: np.ndarray) -> np.ndarray:
+    """The chordal L2 mean of `rotations (N, ..., 3, 3)` over N: the rotation nearest their mean.
+
+    Nearest in the Frobenius norm, by the SVD of the mean matrix with `diag(1, 1, det)` so that it
+    is a proper rotation, never a reflection. It minimises the summed squared Frobenius distances
+    to the rotations, and so equals the quaternion average (the top eigenvector of `Σ q qᵀ`).
+    """
+    u, _, vt = np.linalg.svd(np.asarray(rotations, np.float64).mean(axis=0))
+    keep = np.ones(u.shape[:-1])
+    keep[..., -1] = np.sign(np.linalg.det(u @ vt))
+    return (u * keep[..., None, :]) @ vt

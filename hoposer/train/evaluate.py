@@ -25,6 +25,7 @@ import torch
 
 from hoposer.decode import decode
 from hoposer.errors import HoposerError
+from hoposer.geometry.procrustes import mean_rotation
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hoposer.geometry.skeleton import OURS_TO_HO3D
 from hoposer.io import atomic_path, json_text, write_text_atomic
@@ -36,7 +37,6 @@ from hoposer.train.data.ho3d import GL_TO_CV
 from hoposer.train.fit import resolve_device
 from hoposer.train.metrics import HandEvaluator, ObjectEvaluator, ho3d_procrustes
 from hoposer.train.options import EvalOptions
-from hoposer.train.pseudo.generate import mean_rotation
 
 log = logging.getLogger(__name__)
 

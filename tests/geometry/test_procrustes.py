@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from hoposer.geometry.procrustes import procrustes
+from hoposer.geometry.procrustes import mean_rotation, procrustes
 from hoposer.train.metrics import ho3d_procrustes
 
 rng = np.random.default_rng(11)
@@ -43,3 +43,16 @@ def test_bad_input():
         procrustes(np.zeros((5, 3)), np.zeros((4, 3)))
     with pytest.raises(ValueError):
         procrustes(np.ones((5, 3)), rng.normal(size=(5, 3)))
+
+
+def test_the_mean_rotation_is_the_quaternion_average_over_the_first_axis():
+    rng = np.random.default_rng(3)
+    centre = Rotation.from_rotvec([0.3, 1.0, 0.2])
+    spread = Rotation.from_rotvec(rng.normal(0, 0.8, (12, 2, 3)).reshape(-1, 3))
+    rotations = (spread * centre).as_matrix().reshape(12, 2, 3, 3)
+    mean = mean_rotation(rotations)
+    assert mean.shape == (2, 3, 3)
+    for k in range(2):  # scipy's mean is the top eigenvector of Σ q qᵀ
+        expected = Rotation.from_matrix(rotations[:, k]).mean().as_matrix()
+        np.testing.assert_allclose(mean[k], expected, atol=1e-9)
+        assert np.linalg.det(mean[k]) == pytest.approx(1.0)

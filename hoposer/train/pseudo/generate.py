@@ -28,6 +28,7 @@ import torch
 from hoposer.frames.sources import read_frames
 from hoposer.geometry.consistency import spatial_statistics, temporal_statistics
 from hoposer.geometry.crop import Crop
+from hoposer.geometry.procrustes import mean_rotation
 from hoposer.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from hoposer.io import atomic_path, json_text, write_text_atomic
 from hoposer.model.checkpoint import load_checkpoint, read_checkpoint_info
@@ -48,14 +49,6 @@ STATISTICS = ("iou", "reprojection", "bone_length", "joint_angle", "joint_motion
 
 def _rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def mean_rotation(rotations: np.ndarray) -> np.ndarray:
-    """The rotation closest (Frobenius) to the mean of `rotations (N, ..., 3, 3)` over N."""
-    u, _, vt = np.linalg.svd(rotations.mean(axis=0))
-    keep = np.ones(u.shape[:-1])  # diag(1, 1, det): a proper rotation, never a reflection
-    keep[..., -1] = np.sign(np.linalg.det(u @ vt))
-    return (u * keep[..., None, :]) @ vt
 
 
 class TTAPredictor:
