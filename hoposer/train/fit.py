@@ -97,7 +97,8 @@ def build_datasets(options: FitOptions, config: ModelConfig) -> torch.utils.data
 
 def _check_start(options: FitOptions, resume: bool) -> None:
     if options.learn not in LEARN:
-        raise HoposerError(f"--learn {options.learn}: choose {' or '.join(LEARN)}")
+        choices = f"{', '.join(LEARN[:-1])} or {LEARN[-1]}"
+        raise HoposerError(f"--learn {options.learn}: choose {choices}")
     if resume or options.init_weights:
         return
     if options.add_object_trunk:

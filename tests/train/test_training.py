@@ -307,7 +307,7 @@ def test_learning_the_object_alone_or_growing_a_trunk_needs_a_checkpoint(data, t
             fit(_options(data, tmp_path / part, learn=part), progress=False)
     with pytest.raises(HoposerError, match="--add-object-trunk grows the network"):
         fit(_options(data, tmp_path / "b", add_object_trunk=True), progress=False)
-    with pytest.raises(HoposerError, match="--learn hand: choose all or object or mesh"):
+    with pytest.raises(HoposerError, match="--learn hand: choose all, object or mesh"):
         fit(_options(data, tmp_path / "c", learn="hand"), progress=False)
 
 
