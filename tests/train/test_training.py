@@ -1,5 +1,6 @@
 """Synthetic data → dataset → losses → fit (with resume) → eval, on a tiny set."""
 
+import dataclasses
 import json
 import multiprocessing
 import struct
@@ -12,6 +13,7 @@ from hoposer.cli import main
 from hoposer.geometry.camera import project
 from hoposer.geometry.control_points import canonical_pose
 from hoposer.io import loads_strict
+from hoposer.model import get_config
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset, collate
 from hoposer.train.data.ho3d import read_label, to_ho3d_meta
 from hoposer.train.fit import FitOptions, fit
@@ -102,16 +104,13 @@ def test_corrupt_files_are_skipped_and_counted(data, tmp_path):
 
 
 def test_the_object_loss_is_masked_on_samples_without_object_labels(data):
-    from hoposer.model import build_model, get_config
+    from hoposer.model import build_model
     from hoposer.model.hand import StandInHand
     from hoposer.train.losses import LOSS_PRESETS, hand_object_loss
 
     dataset = HandObjectDataset(data, input_size=SIZE, grid_size=16)
     batch, _ = collate([dataset[i] for i in range(2)])
-    config = get_config("lite")
-    import dataclasses
-
-    model = build_model(dataclasses.replace(config, input_size=SIZE, roi_size=16))
+    model = build_model(_small_lite())
     outputs = model(batch["image"], batch["hand_box"], batch["object_box"], True)
     batch["has_object"] = torch.zeros(2)
     _, terms = hand_object_loss(outputs, batch, StandInHand(), LOSS_PRESETS["official"])
@@ -127,15 +126,15 @@ def _options(data, out, **extra):
     )  # fmt: skip
 
 
+def _small_lite(**changes):
+    """The lite preset at this suite's image size."""
+    return dataclasses.replace(get_config("lite"), input_size=SIZE, roi_size=16, **changes)
+
+
 def _tiny_config(folder):
-    import dataclasses
-
-    from hoposer.model import get_config
-
     folder.mkdir(parents=True, exist_ok=True)
     path = folder.parent / f"{folder.name}-config.json"
-    config = dataclasses.replace(get_config("lite"), input_size=SIZE, roi_size=16)
-    path.write_text(config.to_json())
+    path.write_text(_small_lite().to_json())
     return path
 
 
@@ -229,22 +228,23 @@ def test_max_minutes_stops_after_the_step_that_spent_them_and_the_run_resumes(da
     assert [(m["epoch"], m["images"]) for m in lines] == [(1, 4), (1, 8), (2, 12)]
 
 
+def _start_checkpoint(tmp_path, **changes):
+    """A freshly initialised small lite network saved as a checkpoint to start runs from."""
+    from hoposer.model.checkpoint import save_checkpoint
+    from hoposer.model.network import HandObjectNet
+
+    torch.manual_seed(0)
+    return save_checkpoint(HandObjectNet(_small_lite(**changes)), tmp_path / "start.safetensors",
+                           metadata={"hand_model": "standin"})  # fmt: skip
+
+
 def test_an_object_trunk_added_to_a_checkpoint_learns_while_the_hand_stays_as_it_was(
     data, tmp_path
 ):
-    import dataclasses
-
-    from hoposer.model import get_config
     from hoposer.model.backbone import build_backbone, load_pretrained
-    from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
-    from hoposer.model.network import HandObjectNet
+    from hoposer.model.checkpoint import load_checkpoint
 
-    config = dataclasses.replace(
-        get_config("lite"), input_size=SIZE, roi_size=16, object_trunk=False
-    )
-    torch.manual_seed(0)
-    start = save_checkpoint(HandObjectNet(config), tmp_path / "start.safetensors",
-                            metadata={"hand_model": "standin"})  # fmt: skip
+    start = _start_checkpoint(tmp_path, object_trunk=False)
     run = tmp_path / "run"
     grow = {"init_weights": str(start), "add_object_trunk": True, "learn": "object", "lr": 1e-3}
     fit(_options(data, run, max_steps=1, **grow), progress=False)
@@ -272,16 +272,9 @@ def test_an_object_trunk_added_to_a_checkpoint_learns_while_the_hand_stays_as_it
 
 
 def test_learning_the_mesh_alone_keeps_the_2d_joints_and_the_object(data, tmp_path):
-    import dataclasses
+    from hoposer.model.checkpoint import load_checkpoint
 
-    from hoposer.model import get_config
-    from hoposer.model.checkpoint import load_checkpoint, save_checkpoint
-    from hoposer.model.network import HandObjectNet
-
-    config = dataclasses.replace(get_config("lite"), input_size=SIZE, roi_size=16)
-    torch.manual_seed(0)
-    start = save_checkpoint(HandObjectNet(config), tmp_path / "start.safetensors",
-                            metadata={"hand_model": "standin"})  # fmt: skip
+    start = _start_checkpoint(tmp_path)
     run = tmp_path / "run"
     mesh = {"init_weights": str(start), "learn": "mesh", "lr": 1e-3}
     fit(_options(data, run, max_steps=1, **mesh), progress=False)
