@@ -292,7 +292,7 @@ def test_learning_the_mesh_alone_keeps_the_2d_joints_and_the_object(data, tmp_pa
                    if name.startswith(prefix)), prefix  # fmt: skip
 
 
-def test_learning_the_object_alone_or_growing_a_trunk_needs_a_checkpoint(data, tmp_path):
+def test_learning_one_part_alone_or_growing_a_trunk_needs_a_checkpoint(data, tmp_path):
     from hoposer.errors import HoposerError
 
     for part in ("object", "mesh"):
