@@ -19,6 +19,7 @@ uninterrupted run would. Scalars go to TensorBoard event files and to `metrics.j
 checkpoints, metrics, the step and time budget) do the rest.
 """
 
+import gc
 import logging
 import os
 from dataclasses import asdict, replace
@@ -125,6 +126,20 @@ def _with_object_trunk(model: HandObjectNet, weights: str | None) -> HandObjectN
 
 def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dict:
     """Train; returns the last epoch's summary."""
+    joins_process_group = not dist.is_initialized()
+    try:
+        return _train(options, resume, progress)
+    finally:
+        if joins_process_group and dist.is_initialized():
+            # Leave the group while Python is whole: left to the interpreter's exit, gloo's
+            # threads outlive it and a rank can abort ("terminate called without an active
+            # exception") after training. The trainer and its hooks hold each other, and the
+            # data-parallel wrapper in the trainer holds the group: collect them first.
+            gc.collect()
+            dist.destroy_process_group()
+
+
+def _train(options: FitOptions, resume: bool, progress: bool) -> dict:
     trainer = build_trainer(options, resume)
     run = Path(options.out)
     hooks: list[HookBase] = []
@@ -153,13 +168,13 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
         torch.cuda.set_device(device)
     run = Path(options.out)
     state_path = run / "state.pt"
+    if not resume and state_path.exists():  # every rank stops, not rank 0 alone
+        raise HoposerError(
+            f"{run} already holds a training run: pass --resume to continue it, or choose "
+            "another --out"
+        )
     if rank == 0:
         run.mkdir(parents=True, exist_ok=True)
-        if not resume and state_path.exists():
-            raise HoposerError(
-                f"{run} already holds a training run: pass --resume to continue it, or choose "
-                "another --out"
-            )
         write_text_atomic(run / "options.json", json_text(asdict(options), indent=2) + "\n")
 
     torch.manual_seed(options.seed)
