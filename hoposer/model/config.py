@@ -13,6 +13,7 @@ Presets:
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -58,6 +59,8 @@ class ModelConfig:
         encoder_modules: residual units per encoder stage.
         encoder_channels: channels of the mesh regressor's last feature map.
         mano_hidden: hidden widths of the fully-connected MANO regressor.
+        mano_joint_input: the MANO regressor also reads the 21 soft-argmax 2D joints (in the
+            hand box, [0, 1]): the pooled encoder features place each finger only coarsely.
         pose_head: "rot6d" regresses 16 6D rotations (public code); "axis_angle" regresses θ.
         context_query: which features query the contextual-reasoning module (§6.5.1 ablation).
         context_depth: transformer blocks in the CR module.
@@ -89,6 +92,7 @@ class ModelConfig:
     encoder_modules: int = 2
     encoder_channels: int = 256
     mano_hidden: tuple[int, ...] = (1024, 512)
+    mano_joint_input: bool = False
     pose_head: PoseHead = "rot6d"
     context_query: ContextQuery = "object"
     context_depth: int = 1
@@ -142,6 +146,37 @@ class ModelConfig:
         side = self.roi_size // (2**self.encoder_blocks)
         return self.encoder_channels * side * side
 
+    @property
+    def mano_input_size(self) -> int:
+        """Length of the MANO regressor's input: the features, then any 2D joints it reads."""
+        return self.mano_feature_size + (2 * self.num_joints if self.mano_joint_input else 0)
+
+    def with_mesh_regressor(self, changes: Sequence[str]) -> "ModelConfig":
+        """This config with mesh-regressor fields changed by "KEY=VALUE" (`--mesh-regressor`).
+
+        Raises:
+            HoposerError: a key outside `MESH_REGRESSOR_FIELDS`, or a value that is not one.
+        """
+        values: dict[str, Any] = {}
+        for change in changes:
+            key, _, text = (part.strip() for part in change.partition("="))
+            if key not in MESH_REGRESSOR_FIELDS:
+                raise HoposerError(
+                    f"--mesh-regressor {change}: give KEY=VALUE with KEY one of "
+                    f"{', '.join(MESH_REGRESSOR_FIELDS)}"
+                )
+            try:
+                values[key] = _MESH_REGRESSOR_PARSERS[key](text)
+            except ValueError:
+                raise HoposerError(
+                    f"--mesh-regressor {change}: {text!r} is not a value for {key}, e.g. "
+                    f"{key}={_MESH_REGRESSOR_EXAMPLES[key]}"
+                ) from None
+        try:
+            return dataclasses.replace(self, **values)
+        except HoposerError as err:
+            raise HoposerError(f"--mesh-regressor: {err}") from None
+
     def to_json(self) -> str:
         """Serialise to a JSON object string (stable key order)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -188,6 +223,48 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "context_query": ("object", "hand", "both", "none"),
     "object_head": ("official", "paper"),
 }
+
+
+def _flag(text: str) -> bool:
+    if text.lower() in ("true", "on", "yes", "1"):
+        return True
+    if text.lower() in ("false", "off", "no", "0"):
+        return False
+    raise ValueError(text)
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    widths = tuple(int(width) for width in text.split(","))
+    if not widths or min(widths) < 1:
+        raise ValueError(text)
+    return widths
+
+
+def _count(text: str) -> int:
+    if int(text) < 1:
+        raise ValueError(text)
+    return int(text)
+
+
+# What `--mesh-regressor` may change: the `MeshEncoder` and the θ/β head, which `--learn mesh`
+# trains while everything upstream of them keeps its weights.
+_MESH_REGRESSOR_PARSERS = {
+    "encoder_blocks": _count,
+    "encoder_modules": _count,
+    "encoder_channels": _count,
+    "mano_hidden": _widths,
+    "mano_joint_input": _flag,
+    "pose_head": str,
+}
+_MESH_REGRESSOR_EXAMPLES = {
+    "encoder_blocks": "3",
+    "encoder_modules": "2",
+    "encoder_channels": "256",
+    "mano_hidden": "1024,512",
+    "mano_joint_input": "true",
+    "pose_head": "rot6d",
+}
+MESH_REGRESSOR_FIELDS = tuple(_MESH_REGRESSOR_PARSERS)
 
 PRESETS: dict[str, ModelConfig] = {
     "official": ModelConfig(),

@@ -140,11 +140,14 @@ class ManoParams(NamedTuple):
 
 
 class ManoRegressor(nn.Module):
-    """Fully-connected regression of θ and β from the mesh-encoder features."""
+    """Fully-connected regression of θ and β from the mesh-encoder features.
+
+    With `config.mano_joint_input` it also reads the 2D joints, centred on the box.
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        widths = (config.mano_feature_size, *config.mano_hidden)
+        widths = (config.mano_input_size, *config.mano_hidden)
         layers: list[nn.Module] = []
         for w_in, w_out in zip(widths[:-1], widths[1:], strict=True):
             layers += [nn.Linear(w_in, w_out), make_activation(config.activation)]
@@ -153,7 +156,10 @@ class ManoRegressor(nn.Module):
         self.pose = nn.Linear(widths[-1], 16 * (6 if self.rot6d else 3))
         self.shape = nn.Linear(widths[-1], 10)
 
-    def forward(self, features: torch.Tensor) -> ManoParams:  # noqa: D102
+    def forward(self, features: torch.Tensor, joints: torch.Tensor | None = None) -> ManoParams:
+        """Encoder features `(B, F)`, and the joints `(B, 21, 2)` in [0, 1] when it reads them."""
+        if joints is not None:
+            features = torch.cat((features, (joints - 0.5).flatten(1)), dim=1)
         h = self.hidden(features)
         pose, beta = self.pose(h), self.shape(h)
         b = pose.shape[0]
@@ -174,8 +180,9 @@ class HandDecoder(nn.Module):
         self.heatmaps = HeatmapHead(config)
         self.encoder = MeshEncoder(config)
         self.mano = ManoRegressor(config)
+        self.joint_input = config.mano_joint_input
 
     def forward(self, features: torch.Tensor):  # noqa: D102
         heatmaps, joints, hg_features = self.heatmaps(features)
-        mano = self.mano(self.encoder(heatmaps, hg_features))
+        mano = self.mano(self.encoder(heatmaps, hg_features), joints if self.joint_input else None)
         return heatmaps, joints, mano

@@ -22,6 +22,7 @@ checkpoints, metrics, the step and time budget) do the rest.
 import gc
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -100,6 +101,11 @@ def _check_start(options: FitOptions, resume: bool) -> None:
     if options.learn not in LEARN:
         choices = f"{', '.join(LEARN[:-1])} or {LEARN[-1]}"
         raise HoposerError(f"--learn {options.learn}: choose {choices}")
+    if options.mesh_regressor and options.learn == "object":
+        raise HoposerError(
+            "--mesh-regressor starts the mesh regressor fresh, and --learn object would hold it "
+            "untrained: use --learn mesh or all"
+        )
     if resume or options.init_weights:
         return
     if options.add_object_trunk:
@@ -121,6 +127,16 @@ def _with_object_trunk(model: HandObjectNet, weights: str | None) -> HandObjectN
     assert not unexpected and all(key.startswith("object_backbone.") for key in missing)
     if load_pretrained(grown.object_backbone, weights):
         log.info("the new object trunk starts from ImageNet weights (%s)", weights)
+    return grown
+
+
+def _with_new_mesh_regressor(model: HandObjectNet, changes: Sequence[str]) -> HandObjectNet:
+    """`model`'s network with a fresh mesh regressor shaped by `changes`; other weights kept."""
+    grown = HandObjectNet(model.config.with_mesh_regressor(changes))
+    regressor = ("hand_decoder.encoder.", "hand_decoder.mano.")
+    kept = {key: v for key, v in model.state_dict().items() if not key.startswith(regressor)}
+    missing, unexpected = grown.load_state_dict(kept, strict=False)
+    assert not unexpected and all(key.startswith(regressor) for key in missing)
     return grown
 
 
@@ -192,8 +208,11 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
         model = load_checkpoint(options.init_weights)
         if options.add_object_trunk and not model.config.object_trunk:
             model = _with_object_trunk(model, options.backbone_weights)
+        if options.mesh_regressor:
+            model = _with_new_mesh_regressor(model, options.mesh_regressor)
     else:
-        model = HandObjectNet(get_config(options.config))
+        config = get_config(options.config).with_mesh_regressor(options.mesh_regressor)
+        model = HandObjectNet(config)
         trunks = [model.backbone] + ([model.object_backbone] if model.object_backbone else [])
         if all([load_pretrained(trunk, options.backbone_weights) for trunk in trunks]):
             log.info("backbone starts from ImageNet weights (%s)", options.backbone_weights)

@@ -63,6 +63,13 @@ class FitOptions:
         "give the network of --init-weights its own object trunk (the lite preset's) if it has "
         "none, started from --backbone-weights; every other weight is kept",
     )
+    mesh_regressor: tuple[str, ...] = option(
+        (),
+        "KEY=VALUE: a mesh regressor of another shape, started fresh while every other weight "
+        "is kept, e.g. encoder_channels=256 (repeatable; keys: encoder_blocks, encoder_modules, "
+        "encoder_channels, mano_hidden, mano_joint_input, pose_head)",
+        flag="--mesh-regressor",
+    )
     learn: str = option(
         "all",
         "what trains: all | object (the object branch alone: the hand's path keeps the weights of "

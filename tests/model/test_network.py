@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -117,6 +119,45 @@ def test_config_json_round_trip():
         assert ModelConfig.from_json(config.to_json()) == config
     with pytest.raises(HoposerError, match="unknown fields"):
         ModelConfig.from_dict({"warp_drive": True})
+    # Files written before a field existed load with its default.
+    older = json.loads(PRESETS["lite"].to_json())
+    del older["mano_joint_input"]
+    assert ModelConfig.from_dict(older) == PRESETS["lite"]
+
+
+def test_a_mesh_regressor_that_reads_the_joints_changes_theta_with_them_alone():
+    from hoposer.model.hand_decoder import ManoRegressor
+
+    config = small("lite").with_mesh_regressor(["mano_joint_input=on", "mano_hidden=64,32"])
+    assert config.mano_input_size == config.mano_feature_size + 42
+    torch.manual_seed(0)
+    regressor = ManoRegressor(config).eval()
+    features = torch.randn(2, config.mano_feature_size)
+    joints = torch.rand(2, 21, 2)
+    moved = joints.clone()
+    moved[1, 8] += 0.2  # one fingertip of the second hand
+    with torch.no_grad():
+        a, b = regressor(features, joints), regressor(features, moved)
+    assert torch.equal(a.theta[0], b.theta[0]) and not torch.equal(a.theta[1], b.theta[1])
+    outputs = build_model(config).eval()(*inputs())
+    assert all(torch.isfinite(output).all() for output in outputs)
+
+
+def test_mesh_regressor_changes_are_checked_and_name_the_option():
+    lite = small("lite")
+    grown = lite.with_mesh_regressor(["encoder_channels=256", " mano_hidden = 512 "])
+    assert (grown.encoder_channels, grown.mano_hidden) == (256, (512,))
+    assert grown.backbone == lite.backbone
+    assert lite.with_mesh_regressor([]) == lite
+    for change, reason in [
+        ("backbone=resnet18", "KEY one of encoder_blocks"),
+        ("mano_hidden=wide", "e.g. mano_hidden=1024,512"),
+        ("mano_joint_input=maybe", "e.g. mano_joint_input=true"),
+        ("encoder_channels=0", "e.g. encoder_channels=256"),
+        ("encoder_blocks=5", "roi_size=16 is not divisible"),
+    ]:
+        with pytest.raises(HoposerError, match=f"--mesh-regressor.*{reason}"):
+            lite.with_mesh_regressor([change])
 
 
 def test_an_object_trunk_sees_only_the_object_box_and_starts_from_imagenet():

@@ -292,6 +292,30 @@ def test_learning_the_mesh_alone_keeps_the_2d_joints_and_the_object(data, tmp_pa
                    if name.startswith(prefix)), prefix  # fmt: skip
 
 
+def test_a_mesh_regressor_of_another_shape_starts_fresh_and_the_rest_is_kept(data, tmp_path):
+    from hoposer.errors import HoposerError
+    from hoposer.model.checkpoint import load_checkpoint
+
+    start = _start_checkpoint(tmp_path)
+    run = tmp_path / "run"
+    shape = ("encoder_channels=48", "mano_hidden=64,32", "mano_joint_input=true")
+    mesh = {"init_weights": str(start), "learn": "mesh", "mesh_regressor": shape}
+    fit(_options(data, run, max_steps=1, **mesh), progress=False)
+    fit(_options(data, run, max_steps=2, **mesh), resume=True, progress=False)
+
+    before, after = load_checkpoint(start), load_checkpoint(run / "model.safetensors")
+    assert after.config == before.config.with_mesh_regressor(shape)
+    assert after.hand_decoder.mano.hidden[0].in_features == after.config.mano_input_size
+    regressor = ("hand_decoder.encoder.", "hand_decoder.mano.")
+    old, new = before.state_dict(), after.state_dict()
+    held = [name for name in new if not name.startswith(regressor)]
+    assert set(held) == {name for name in old if not name.startswith(regressor)}
+    for name in held:
+        assert torch.equal(old[name], new[name]), name
+    with pytest.raises(HoposerError, match="--learn object would hold it untrained"):
+        fit(_options(data, tmp_path / "o", **{**mesh, "learn": "object"}), progress=False)
+
+
 def test_learning_one_part_alone_or_growing_a_trunk_needs_a_checkpoint(data, tmp_path):
     from hoposer.errors import HoposerError
 
