@@ -184,5 +184,8 @@ class HandDecoder(nn.Module):
 
     def forward(self, features: torch.Tensor):  # noqa: D102
         heatmaps, joints, hg_features = self.heatmaps(features)
-        mano = self.mano(self.encoder(heatmaps, hg_features), joints if self.joint_input else None)
-        return heatmaps, joints, mano
+        return heatmaps, joints, self.regress(heatmaps, joints, hg_features)
+
+    def regress(self, heatmaps: torch.Tensor, joints: torch.Tensor, hg_features) -> ManoParams:
+        """The mesh regressor alone, on what the heatmap head gave (what `--learn mesh` trains)."""
+        return self.mano(self.encoder(heatmaps, hg_features), joints if self.joint_input else None)

@@ -37,10 +37,11 @@ from hoposer.model.checkpoint import load_checkpoint
 from hoposer.model.hand import build_hand_model
 from hoposer.model.network import LEARN, HandObjectNet
 from hoposer.threads import configure_threads
+from hoposer.train import mesh_cache
 from hoposer.train.data.dataset import Augmentation, HandObjectDataset
 from hoposer.train.hooks import Budget, Checkpointer, EpochProgress, MetricsWriter
 from hoposer.train.loop import HookBase, Trainer
-from hoposer.train.losses import loss_weights
+from hoposer.train.losses import TERMS, loss_weights
 from hoposer.train.options import FitOptions
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,13 @@ def _check_start(options: FitOptions, resume: bool) -> None:
     if options.learn not in LEARN:
         choices = f"{', '.join(LEARN[:-1])} or {LEARN[-1]}"
         raise HoposerError(f"--learn {options.learn}: choose {choices}")
+    if options.cache_draws and options.learn != "mesh":
+        raise HoposerError(
+            "--cache-draws stores what the mesh regressor reads while the rest is held: it needs "
+            "--learn mesh"
+        )
+    if options.cache_draws < 0:
+        raise HoposerError(f"--cache-draws {options.cache_draws}: give a count ≥ 1, or 0 for off")
     if options.mesh_regressor and options.learn == "object":
         raise HoposerError(
             "--mesh-regressor starts the mesh regressor fresh, and --learn object would hold it "
@@ -226,6 +234,15 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
     )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, options.lr_step, options.lr_gamma)
     dataset = build_datasets(options, model.config)
+    weights = loss_weights(options.loss, options.loss_weight)
+    if options.cache_draws:
+        if world > 1:
+            raise HoposerError("--cache-draws trains in one process: run it without torchrun")
+        dataset = mesh_cache.build(
+            model, dataset, run / "mesh-inputs", options.cache_draws, options.batch_size,
+            options.workers, device,
+        )  # fmt: skip
+        weights = replace(weights, **{t: 0.0 for t in TERMS if t not in mesh_cache.MESH_TERMS})
     trainer = Trainer(
         model,
         hand_model,
@@ -236,7 +253,7 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
         epochs=options.epochs,
         batch_size=options.batch_size,
         workers=options.workers,
-        loss_weights=loss_weights(options.loss, options.loss_weight),
+        loss_weights=weights,
         amp=options.amp,
         device=device,
         rank=rank,

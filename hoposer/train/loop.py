@@ -29,6 +29,7 @@ from hoposer.model.hand import HandModel
 from hoposer.model.network import HandObjectNet
 from hoposer.train.data.dataset import collate
 from hoposer.train.losses import hand_object_loss
+from hoposer.train.mesh_cache import CACHED, cached_outputs
 
 
 class HookBase:
@@ -263,11 +264,14 @@ class Trainer:
     def run_step(self, batch: dict[str, torch.Tensor]) -> None:
         """One optimisation step on `batch`; sets `loss`, `terms` and the counters."""
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        images = batch["image"]
-        if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
         with self._autocast:
-            outputs = self.trainable(images, batch["hand_box"], batch["object_box"], True)
+            if CACHED in batch:  # the held part's outputs, stored by `--cache-draws`
+                outputs = cached_outputs(self.model, batch)
+            else:
+                images = batch["image"]
+                if self.device.type == "cuda":
+                    images = images.contiguous(memory_format=torch.channels_last)
+                outputs = self.trainable(images, batch["hand_box"], batch["object_box"], True)
         loss, terms = hand_object_loss(_float(outputs), batch, self.hand_model, self.loss_weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -275,7 +279,7 @@ class Trainer:
         self.step += 1
         self.global_step += 1
         self.loss, self.terms = float(loss.detach()), terms
-        self.stats.add(len(images), {"loss": self.loss, **terms})
+        self.stats.add(len(batch["has_mano"]), {"loss": self.loss, **terms})
 
     @property
     def epoch_finished(self) -> bool:

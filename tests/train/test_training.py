@@ -316,6 +316,54 @@ def test_a_mesh_regressor_of_another_shape_starts_fresh_and_the_rest_is_kept(dat
         fit(_options(data, tmp_path / "o", **{**mesh, "learn": "object"}), progress=False)
 
 
+def test_cached_mesh_inputs_train_as_the_uncached_run_does_and_resume(data, tmp_path):
+    from hoposer.errors import HoposerError
+    from hoposer.model.checkpoint import load_checkpoint
+
+    # The terms that reach the regressor; the cached run turns the others off itself.
+    mesh_terms_only = ("joints_2d=0", "heatmaps=0", "object_points=0", "object_confidence=0")
+    start = _start_checkpoint(tmp_path)
+    # Epoch e reads the pass augmented as the uncached run's epoch e: the same losses, but for
+    # the float16 storage of the regressor's inputs (a tiny lr: Adam would turn those rounding
+    # differences into steps of the full lr on an untrained regressor).
+    crawl = {"init_weights": str(start), "learn": "mesh", "lr": 1e-7, "epochs": 3}
+    plain, cached = tmp_path / "plain", tmp_path / "cached"
+    fit(_options(data, plain, loss_weight=mesh_terms_only, **crawl), progress=False)
+    fit(_options(data, cached, cache_draws=3, **crawl), progress=False)
+
+    def losses(run):
+        return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().split("\n")
+                if line]  # fmt: skip
+
+    assert losses(cached) == pytest.approx(losses(plain), rel=3e-3)
+    assert max(losses(plain)) > 1.02 * min(losses(plain))  # the passes differ: order matters
+    passes = sorted(p.name for p in (cached / "mesh-inputs").iterdir())
+    assert passes == ["pass-000", "pass-001", "pass-002"]
+
+    # Stopped after a step and resumed: the stored passes are read again, not rebuilt, and the
+    # run ends where the uninterrupted one did.
+    mesh = {**crawl, "lr": 1e-3, "cache_draws": 2}
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    fit(_options(data, straight, **mesh), progress=False)
+    fit(_options(data, resumed, max_steps=1, **mesh), progress=False)
+    arrays = sorted((resumed / "mesh-inputs").glob("pass-*/*.npy"))
+    stored = [path.stat().st_ino for path in arrays]
+    fit(_options(data, resumed, **mesh), resume=True, progress=False)
+    assert stored == [path.stat().st_ino for path in arrays]
+    a = load_checkpoint(straight / "model.safetensors").state_dict()
+    b = load_checkpoint(resumed / "model.safetensors").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+    before = load_checkpoint(start).state_dict()
+    held = [
+        name for name in a if not name.startswith(("hand_decoder.encoder.", "hand_decoder.mano."))
+    ]
+    assert all(torch.equal(before[name], a[name]) for name in held)
+
+    with pytest.raises(HoposerError, match="--cache-draws stores .* it needs --learn mesh"):
+        fit(_options(data, tmp_path / "all", cache_draws=2), progress=False)
+
+
 def test_learning_one_part_alone_or_growing_a_trunk_needs_a_checkpoint(data, tmp_path):
     from hoposer.errors import HoposerError
 
