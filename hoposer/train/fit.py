@@ -164,7 +164,7 @@ def fit(options: FitOptions, resume: bool = False, progress: bool = True) -> dic
 
 
 def _train(options: FitOptions, resume: bool, progress: bool) -> dict:
-    trainer = build_trainer(options, resume)
+    trainer = build_trainer(options, resume, progress)
     run = Path(options.out)
     hooks: list[HookBase] = []
     if progress and trainer.rank == 0:
@@ -176,7 +176,7 @@ def _train(options: FitOptions, resume: bool, progress: bool) -> dict:
     return trainer.train()
 
 
-def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
+def build_trainer(options: FitOptions, resume: bool = False, progress: bool = False) -> Trainer:
     """A trainer with everything a run needs on this rank, and no hooks yet.
 
     Joins the process group under `torchrun`, prepares the run folder (rank 0), builds the model
@@ -240,7 +240,7 @@ def build_trainer(options: FitOptions, resume: bool = False) -> Trainer:
             raise HoposerError("--cache-draws trains in one process: run it without torchrun")
         dataset = mesh_cache.build(
             model, dataset, run / "mesh-inputs", options.cache_draws, options.batch_size,
-            options.workers, device,
+            options.workers, device, progress,
         )  # fmt: skip
         weights = replace(weights, **{t: 0.0 for t in TERMS if t not in mesh_cache.MESH_TERMS})
     trainer = Trainer(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import torch
 
 from hoposer.errors import HoposerError
 from hoposer.model.network import HandObjectNet, RawOutputs, TrainingOutputs
+from hoposer.progress import ProgressBar
 from hoposer.train.data.dataset import collate
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ def build(
     batch_size: int,
     workers: int,
     device: torch.device,
+    progress: bool = False,
 ) -> MeshInputCache:
     """Run `model`'s held part over `draws` augmented passes of `dataset` (those not yet stored).
 
@@ -107,21 +110,27 @@ def build(
             if pass_folder(folder, draw).is_dir():
                 continue
             log.info("caching the mesh regressor's inputs: pass %d of %d", draw + 1, draws)
-            _build_pass(model, dataset, folder, draw, batch_size, workers, device, captured)
+            bar = ProgressBar(
+                f"caching pass {draw + 1}/{draws}", len(dataset), "{rate:.0f} images/s", progress
+            )
+            _build_pass(model, dataset, folder, draw, batch_size, workers, device, captured, bar)
     finally:
         hook.remove()
         model.train(training)
     return MeshInputCache(folder, draws)
 
 
-def _build_pass(model, dataset, folder, draw, batch_size, workers, device, captured) -> None:
+def _build_pass(model, dataset, folder, draw, batch_size, workers, device, captured, bar) -> None:
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(draw)  # the augmentation of an uncached run's epoch `draw`
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate, shuffle=False
     )
     chunks: dict[str, list[np.ndarray]] = {key: [] for key in (*INPUTS, *LABELS)}
-    for batch, _unreadable in loader:
+    done, started = 0, time.perf_counter()
+    for batch, unreadable in loader:
+        done += len(batch.get("image", ())) + unreadable
+        bar.update(done, rate=done / (time.perf_counter() - started))
         if not batch:
             continue
         captured.clear()
