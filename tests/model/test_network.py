@@ -120,9 +120,9 @@ def test_config_json_round_trip():
     with pytest.raises(HoposerError, match="unknown fields"):
         ModelConfig.from_dict({"warp_drive": True})
     # Files written before a field existed load with its default.
-    older = json.loads(PRESETS["lite"].to_json())
+    older = json.loads(PRESETS["official"].to_json())
     del older["mano_joint_input"]
-    assert ModelConfig.from_dict(older) == PRESETS["lite"]
+    assert ModelConfig.from_dict(older) == PRESETS["official"]
 
 
 def test_a_mesh_regressor_that_reads_the_joints_changes_theta_with_them_alone():
@@ -145,8 +145,8 @@ def test_a_mesh_regressor_that_reads_the_joints_changes_theta_with_them_alone():
 
 def test_mesh_regressor_changes_are_checked_and_name_the_option():
     lite = small("lite")
-    grown = lite.with_mesh_regressor(["encoder_channels=256", " mano_hidden = 512 "])
-    assert (grown.encoder_channels, grown.mano_hidden) == (256, (512,))
+    grown = lite.with_mesh_regressor(["encoder_channels=96", " mano_hidden = 128 "])
+    assert (grown.encoder_channels, grown.mano_hidden) == (96, (128,))
     assert grown.backbone == lite.backbone
     assert lite.with_mesh_regressor([]) == lite
     for change, reason in [
