@@ -165,12 +165,13 @@ class ModelConfig:
                     f"--mesh-regressor {change}: give KEY=VALUE with KEY one of "
                     f"{', '.join(MESH_REGRESSOR_FIELDS)}"
                 )
+            parse, example = _MESH_REGRESSOR_FIELDS[key]
             try:
-                values[key] = _MESH_REGRESSOR_PARSERS[key](text)
+                values[key] = parse(text)
             except ValueError:
                 raise HoposerError(
                     f"--mesh-regressor {change}: {text!r} is not a value for {key}, e.g. "
-                    f"{key}={_MESH_REGRESSOR_EXAMPLES[key]}"
+                    f"{key}={example}"
                 ) from None
         try:
             return dataclasses.replace(self, **values)
@@ -241,30 +242,23 @@ def _widths(text: str) -> tuple[int, ...]:
 
 
 def _count(text: str) -> int:
-    if int(text) < 1:
+    count = int(text)
+    if count < 1:
         raise ValueError(text)
-    return int(text)
+    return count
 
 
-# What `--mesh-regressor` may change: the `MeshEncoder` and the θ/β head, which `--learn mesh`
-# trains while everything upstream of them keeps its weights.
-_MESH_REGRESSOR_PARSERS = {
-    "encoder_blocks": _count,
-    "encoder_modules": _count,
-    "encoder_channels": _count,
-    "mano_hidden": _widths,
-    "mano_joint_input": _flag,
-    "pose_head": str,
+# What `--mesh-regressor` may change (the `MeshEncoder` and the θ/β head, which `--learn mesh`
+# trains while everything upstream of them keeps its weights): each field's parser and an example.
+_MESH_REGRESSOR_FIELDS = {
+    "encoder_blocks": (_count, "3"),
+    "encoder_modules": (_count, "2"),
+    "encoder_channels": (_count, "256"),
+    "mano_hidden": (_widths, "1024,512"),
+    "mano_joint_input": (_flag, "true"),
+    "pose_head": (str, "rot6d"),
 }
-_MESH_REGRESSOR_EXAMPLES = {
-    "encoder_blocks": "3",
-    "encoder_modules": "2",
-    "encoder_channels": "256",
-    "mano_hidden": "1024,512",
-    "mano_joint_input": "true",
-    "pose_head": "rot6d",
-}
-MESH_REGRESSOR_FIELDS = tuple(_MESH_REGRESSOR_PARSERS)
+MESH_REGRESSOR_FIELDS = tuple(_MESH_REGRESSOR_FIELDS)
 
 PRESETS: dict[str, ModelConfig] = {
     "official": ModelConfig(),
